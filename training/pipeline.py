@@ -1,0 +1,157 @@
+"""Normal data in, model bundle out: split, fit, export, calibrate, plot, write atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import os
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from anomaly import plots
+from anomaly.bundle import load_bundle, write_bundle
+from anomaly.errors import InputError
+from anomaly.noise import DEFAULT_SEED
+from anomaly.preprocessing import TabularPreprocessor
+from anomaly.schema import (
+    SCHEMA_VERSION,
+    BundleFiles,
+    ImageInput,
+    InputSchema,
+    Manifest,
+    ModelInfo,
+    TabularInput,
+    TrainingSummary,
+)
+from anomaly.scorer import Graph
+from anomaly.threshold import calibrate
+from training.export import export_onnx
+from training.likelihood import Likelihood
+from training.tabular import infer_schema, likelihood_blocks
+from training.trainer import FitResult, TrainConfig, fit
+from training.vae import build_vae
+
+#: Fewer held-out normal rows than this and the calibrated threshold is mostly noise.
+MIN_HOLDOUT = 20
+
+
+@dataclass
+class TrainReport:
+    path: Path
+    manifest: Manifest
+    fit: FitResult
+    calibration_scores: np.ndarray  # (N_holdout,) sorted
+
+
+def split_indices(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, holdout) index split of n rows."""
+    if not 0 < holdout_fraction < 1:
+        raise InputError(f"holdout fraction must be in (0, 1), got {holdout_fraction}")
+    n_hold = max(int(round(n * holdout_fraction)), 1)
+    if n - n_hold < 2 or n_hold < MIN_HOLDOUT:
+        raise InputError(f"only {n} normal rows: need at least {MIN_HOLDOUT} held out for "
+                         "calibration plus some to train on; give more data")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for arr in arrays:
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for dist in ("vae-anomaly", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def train_tabular(columns: Mapping[str, np.ndarray], out: str | os.PathLike[str], name: str,
+                  config: TrainConfig | None = None, categorical: Collection[str] = (),
+                  exclude: Collection[str] = ()) -> TrainReport:
+    """Train a tabular bundle on normal rows given as {column: values}."""
+    config = config or TrainConfig()
+    n = len(next(iter(columns.values())))
+    train_idx, hold_idx = split_indices(n, config.holdout_fraction, config.seed)
+    train_cols = {k: np.asarray(v)[train_idx] for k, v in columns.items()}
+    hold_cols = {k: np.asarray(v)[hold_idx] for k, v in columns.items()}
+    schema = infer_schema(train_cols, categorical, exclude)
+    prep = TabularPreprocessor(schema)
+    x_train = prep.transform(train_cols).x
+    x_hold = prep.transform(hold_cols).x
+    likelihood = Likelihood(likelihood_blocks(schema, prep.blocks), config.var_floor)
+    return _train(x_train, x_hold, likelihood, schema, prep.feature_names, out, name, config)
+
+
+def train_images(images: np.ndarray, schema: ImageInput, out: str | os.PathLike[str], name: str,
+                 config: TrainConfig | None = None) -> TrainReport:
+    """Train an image bundle on normal images (N, C, H, W) already scaled to [0, 1]."""
+    config = config or TrainConfig()
+    c, h, w = schema.channels, schema.height, schema.width
+    if images.ndim != 4 or images.shape[1:] != (c, h, w):
+        raise InputError(f"images must be (N, {c}, {h}, {w}), got {images.shape}")
+    x = images.reshape(images.shape[0], -1).astype(np.float32)
+    if x.min() < 0 or x.max() > 1:
+        raise InputError("image values must be scaled to [0, 1]")
+    train_idx, hold_idx = split_indices(x.shape[0], config.holdout_fraction, config.seed)
+    kind = config.likelihood or "bernoulli"
+    likelihood = Likelihood.uniform(kind, x.shape[1], config.var_floor)
+    names = [f"c{ch}_y{yy}_x{xx}" for ch in range(c) for yy in range(h) for xx in range(w)]
+    return _train(x[train_idx], x[hold_idx], likelihood, schema, names, out, name, config)
+
+
+def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
+           schema: InputSchema, feature_names: list[str], out: str | os.PathLike[str],
+           name: str, config: TrainConfig) -> TrainReport:
+    started = time.perf_counter()
+    image_shape = ((schema.channels, schema.height, schema.width)
+                   if isinstance(schema, ImageInput) else None)
+    vae = build_vae(x_train.shape[1], likelihood, config.architecture, config.latent_dim,
+                    tuple(config.hidden), image_shape, tuple(config.conv_channels),  # type: ignore[arg-type]
+                    config.dense)
+    result = fit(vae, x_train, x_hold, config)
+    onnx_bytes = export_onnx(result.model)
+
+    graph = Graph(onnx_bytes, config.latent_dim, providers=["CPUExecutionProvider"])
+    calibration = np.sort(graph.run(x_hold, DEFAULT_SEED, config.mc_samples)[0]
+                          .astype(np.float64))
+    threshold = calibrate(calibration, config.target_fpr, np.random.default_rng(config.seed),
+                          seed=DEFAULT_SEED)
+    summary = TrainingSummary(
+        rows_train=int(x_train.shape[0]), rows_holdout=int(x_hold.shape[0]),
+        epochs=result.epochs_run, best_epoch=result.best_epoch,
+        val_elbo=float(result.best_val_elbo), data_fingerprint=fingerprint(x_train, x_hold),
+        seed=config.seed, duration_s=round(time.perf_counter() - started, 3),
+        device=result.device, versions=_versions(), history=result.history)
+    model_config = {**vae.config, **{k: v for k, v in dataclasses.asdict(config).items()
+                                     if k in ("beta", "epochs", "batch_size", "lr",
+                                              "kl_warmup_epochs", "patience")}}
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION, name=name,
+        kind="tabular" if isinstance(schema, TabularInput) else "image",
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        input=schema,
+        model=ModelInfo(likelihood=likelihood.kind, architecture=config.architecture,
+                        input_dim=int(x_train.shape[1]), latent_dim=config.latent_dim,
+                        mc_samples=config.mc_samples, feature_names=feature_names,
+                        config=model_config),
+        threshold=threshold, training=summary,
+        files=BundleFiles(model_sha256="computed-on-write"))
+    figures = {
+        "training_curve.png": plots.training_curve(result.history, result.best_epoch),
+        "calibration_histogram.png": plots.score_histogram(calibration, threshold.value),
+    }
+    path = write_bundle(out, manifest, onnx_bytes, calibration, figures)
+    return TrainReport(path, load_bundle(path).manifest, result, calibration)
