@@ -3,7 +3,8 @@
 Layout::
 
     <bundle>/bundle.json             manifest (anomaly.schema.Manifest)
-    <bundle>/model.onnx              x (B, D), eps (L, B, d_z) -> score, feature_scores, reconstruction
+    <bundle>/model.onnx              x (B, D), eps (L, B, d_z) -> score, feature_scores,
+                                     reconstruction
     <bundle>/calibration_scores.npy  sorted scores of held-out normal data (float64)
     <bundle>/*.png                   training curve, calibration histogram
 
@@ -72,7 +73,8 @@ def load_bundle(path: str | os.PathLike[str], verify_hash: bool = True) -> Bundl
     try:
         raw = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{manifest_path} is not valid JSON ({exc}); re-export the bundle") from exc
+        raise BundleError(
+            f"{manifest_path} is not valid JSON ({exc}); re-export the bundle") from exc
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if not isinstance(version, int):
         raise BundleError(f"{manifest_path} has no integer schema_version; is this a bundle?")

@@ -17,14 +17,20 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 LikelihoodKind = Literal["gaussian", "bernoulli", "mixed"]
-#: A contiguous run of features of one kind: ("gaussian" | "bernoulli" | "categorical", start, stop).
+#: A contiguous run of features of one kind: (kind, start, stop), kind one of
+#: "gaussian", "bernoulli", "categorical".
 Block = tuple[str, int, int]
 
 _LOG_2PI = math.log(2 * math.pi)
+
+
+def softplus(t: torch.Tensor) -> torch.Tensor:
+    """log(1 + exp(t)) written so that neither torch nor the exported graph overflows
+    (ONNX exports of F.softplus / logsigmoid can become log(0) for saturated inputs)."""
+    return torch.relu(t) + torch.log1p(torch.exp(-torch.abs(t)))
 
 
 class Likelihood(nn.Module):
@@ -59,7 +65,7 @@ class Likelihood(nn.Module):
         return "mixed"
 
     def variance(self, scale_raw: torch.Tensor) -> torch.Tensor:
-        return self.var_floor + F.softplus(scale_raw)
+        return self.var_floor + softplus(scale_raw)
 
     def log_prob(self, x: torch.Tensor, loc: torch.Tensor, scale_raw: torch.Tensor) -> torch.Tensor:
         """x (B, D) against loc, scale_raw (..., B, D) -> log-likelihood per element (..., B, D)."""
@@ -70,7 +76,8 @@ class Likelihood(nn.Module):
                 var = self.variance(scale_raw[..., a:b])
                 pieces.append(-0.5 * (_LOG_2PI + torch.log(var) + (xs - ls) ** 2 / var))
             elif kind == "bernoulli":
-                pieces.append(xs * F.logsigmoid(ls) + (1 - xs) * F.logsigmoid(-ls))
+                # x log sigmoid(l) + (1 - x) log sigmoid(-l) == x l - softplus(l)
+                pieces.append(xs * ls - softplus(ls))
             else:
                 pieces.append(xs * torch.log_softmax(ls, dim=-1))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)

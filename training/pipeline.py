@@ -53,7 +53,7 @@ def split_indices(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarra
     """Seeded (train, holdout) index split of n rows."""
     if not 0 < holdout_fraction < 1:
         raise InputError(f"holdout fraction must be in (0, 1), got {holdout_fraction}")
-    n_hold = max(int(round(n * holdout_fraction)), 1)
+    n_hold = max(round(n * holdout_fraction), 1)
     if n - n_hold < 2 or n_hold < MIN_HOLDOUT:
         raise InputError(f"only {n} normal rows: need at least {MIN_HOLDOUT} held out for "
                          "calibration plus some to train on; give more data")
@@ -76,6 +76,21 @@ def _versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return out
+
+
+def tabular_config(**overrides: object) -> TrainConfig:
+    """Defaults for tabular rows: MLP, Gaussian/categorical likelihood."""
+    return dataclasses.replace(TrainConfig(), **overrides)  # type: ignore[arg-type]
+
+
+def image_config(schema: ImageInput, **overrides: object) -> TrainConfig:
+    """Defaults for images: a conv VAE when the size allows (H, W divisible by 4), Bernoulli
+    likelihood on [0, 1] pixels, a larger latent space than for tables."""
+    conv = schema.height % 4 == 0 and schema.width % 4 == 0
+    base = TrainConfig(architecture="conv" if conv else "mlp", likelihood="bernoulli",
+                       latent_dim=16, hidden=(512, 256), epochs=100, patience=10,
+                       var_floor=1e-2, mc_samples=16)
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
 def train_tabular(columns: Mapping[str, np.ndarray], out: str | os.PathLike[str], name: str,
