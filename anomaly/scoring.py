@@ -61,12 +61,20 @@ class ScoreSummary:
         return "\n".join(lines)
 
 
+def check_output_path(out: str | os.PathLike[str]) -> Path:
+    """Fail before any work if the output's format cannot be told from its extension."""
+    target = Path(out)
+    if target.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise InputError(f"output {target} must end in .csv or .parquet")
+    if target.is_dir():
+        raise InputError(f"output {target} is a folder; give a file name ending in .csv")
+    return target
+
+
 def write_table_atomic(table: pa.Table, out: str | os.PathLike[str]) -> Path:
     """Write CSV or Parquet (by extension) via a temporary file in the same folder + rename."""
-    target = Path(out)
+    target = check_output_path(out)
     suffix = target.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise InputError(f"output {target} must end in .csv or .parquet")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -98,6 +106,7 @@ def score_path(bundle: str | os.PathLike[str], source: str | os.PathLike[str],
                out: str | os.PathLike[str], options: ScoreOptions | None = None) -> ScoreSummary:
     """Score ``source`` (table file or image folder) and write ``out``."""
     options = options or ScoreOptions()
+    check_output_path(out)
     started = time.perf_counter()
     scorer = Scorer(bundle, providers=options.providers, mc_samples=options.mc_samples)
     src = Path(source)
