@@ -39,7 +39,7 @@ def score_histogram(normal: np.ndarray, threshold: float, anomalous: np.ndarray 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     data = [normal] if anomalous is None else [normal, anomalous]
     lo, hi = np.percentile(np.concatenate(data), [0.5, 99.5])
-    bins = np.linspace(lo, max(hi, threshold) + 1e-9, 60)
+    bins = np.linspace(lo, max(hi, threshold) + 1e-9, 60).tolist()
     ax.hist(np.clip(normal, lo, bins[-1]), bins=bins, alpha=0.6, density=True, label="normal")
     if anomalous is not None:
         ax.hist(np.clip(anomalous, lo, bins[-1]), bins=bins, alpha=0.6, density=True,

@@ -103,7 +103,7 @@ class TabularPreprocessor:
                 num, problems = _to_float(col.name, values)
                 for i, why in problems.items():
                     bad.setdefault(i, why)
-                x[:, start] = (np.nan_to_num(num) - col.mean) / col.std
+                x[:, start] = (np.where(np.isfinite(num), num, col.mean) - col.mean) / col.std
             else:
                 lookup = self._lookup[col.name]
                 unknown = stop - start - 1

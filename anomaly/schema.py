@@ -82,8 +82,9 @@ class ThresholdPoint(_Model):
 class ThresholdInfo(_Model):
     """The anomaly threshold calibrated on held-out normal data.
 
-    ``value`` is the (1 - target_fpr) quantile of the calibration scores; ``fpr_estimate``
-    and ``fpr_ci`` are the observed exceedance rate of ``value`` and its bootstrap interval.
+    ``value`` is the (1 - target_fpr) quantile of the calibration scores; ``fpr_estimate`` is
+    the share of calibration scores above it, and ``fpr_ci`` a bootstrap interval of the FPR
+    the threshold gives on new normal data (threshold selection included).
     """
 
     target_fpr: float = Field(gt=0, lt=1)

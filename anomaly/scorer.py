@@ -173,7 +173,8 @@ class Scorer:
             mc_samples=L,
         )
 
-    def score_rows(self, rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+    def score_rows(self, rows: Sequence[Mapping[str, Any]]
+                   | Mapping[str, Sequence[Any] | np.ndarray],
                    seeds: int | Sequence[int] = DEFAULT_SEED,
                    mc_samples: int | None = None) -> ScoreResult:
         """Score raw tabular rows (list of dicts, or dict of columns); bad values raise."""

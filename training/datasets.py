@@ -26,9 +26,13 @@ def load_image_folder(root: str | os.PathLike[str], image_size: int | None = Non
     if not files:
         raise InputError(f"no images (png, jpg, bmp, tif, ...) found under {root}")
     if image_size is None or channels is None:
-        with Image.open(files[0]) as first:
-            w, h = first.size
-            mode_channels = 1 if first.mode in ("L", "1", "I;16", "I", "F") else 3
+        try:
+            with Image.open(files[0]) as first:
+                w, h = first.size
+                mode_channels = 1 if first.mode in ("L", "1", "I;16", "I", "F") else 3
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{files[0]} could not be decoded as an image ({exc}); remove it "
+                             "or pass --image-size and --channels") from exc
         if image_size is None and w != h:
             raise InputError(f"{files[0]} is {w}x{h}; pass --image-size to pick a square size")
         image_size = image_size or w

@@ -12,8 +12,8 @@ import numpy as np
 
 from anomaly import plots
 from anomaly.evaluate import evaluate_path
-from anomaly.scoring import write_table_atomic
 from anomaly.scorer import Scorer
+from anomaly.scoring import write_table_atomic
 from anomaly.tables import iter_image_files
 from training.datasets import breast_cancer, load_image_folder, write_digits_folders
 from training.pipeline import image_config, tabular_config, train_images, train_tabular
@@ -27,7 +27,7 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict[str,
     import pyarrow as pa
 
     out.mkdir(parents=True, exist_ok=True)
-    epochs = {"epochs": 15, "kl_warmup_epochs": 3} if quick else {}
+    epochs = {"epochs": 40, "kl_warmup_epochs": 5} if quick else {}
     results: dict[str, float] = {}
 
     print("== 1/2 breast cancer (tabular): benign rows are normal, malignant are anomalies")
@@ -36,7 +36,7 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict[str,
     data_dir.mkdir(exist_ok=True)
     test_csv = write_table_atomic(pa.table(table.test), data_dir / "breast_cancer_test.csv")
     train_tabular(table.train, out / "models" / "breast_cancer", "breast_cancer",
-                  tabular_config(progress=progress, **epochs))  # type: ignore[arg-type]
+                  tabular_config(progress=progress, **epochs))
     report = evaluate_path(out / "models" / "breast_cancer", test_csv, "is_anomaly",
                            out / "evaluation-breast_cancer")
     print(report.describe())
@@ -46,7 +46,7 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict[str,
     train_dir, test_dir = write_digits_folders(data_dir / "digits", DEMO_ANOMALY_DIGIT)
     images, schema = load_image_folder(train_dir, progress=progress)
     train_images(images, schema, out / "models" / "digits", "digits",
-                 image_config(schema, progress=progress, **epochs))  # type: ignore[arg-type]
+                 image_config(schema, progress=progress, **epochs))
     report = evaluate_path(out / "models" / "digits", test_dir, out_dir=out / "evaluation-digits")
     print(report.describe())
     results["digits"] = report.auroc

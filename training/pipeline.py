@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.metadata
+import logging
 import os
 import time
 from collections.abc import Collection, Mapping
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from anomaly import plots
 from anomaly.bundle import load_bundle, write_bundle
@@ -39,6 +41,10 @@ from training.vae import build_vae
 
 #: Fewer held-out normal rows than this and the calibrated threshold is mostly noise.
 MIN_HOLDOUT = 20
+#: Fewer calibration scores above the threshold than this and training warns.
+MIN_TAIL = 10
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,6 +139,7 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
     started = time.perf_counter()
     image_shape = ((schema.channels, schema.height, schema.width)
                    if isinstance(schema, ImageInput) else None)
+    torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
     vae = build_vae(x_train.shape[1], likelihood, config.architecture, config.latent_dim,
                     tuple(config.hidden), image_shape, tuple(config.conv_channels),  # type: ignore[arg-type]
                     config.dense)
@@ -144,6 +151,13 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
                           .astype(np.float64))
     threshold = calibrate(calibration, config.target_fpr, np.random.default_rng(config.seed),
                           seed=DEFAULT_SEED)
+    tail = int(calibration.size * config.target_fpr)
+    if tail < MIN_TAIL:
+        log.warning(
+            "only %d held-out normal scores lie above the threshold for target FPR %g: the "
+            "threshold and its FPR interval %s are rough; give more normal data, a larger "
+            "--holdout or a larger --target-fpr", tail, config.target_fpr,
+            tuple(round(v, 4) for v in threshold.fpr_ci))
     summary = TrainingSummary(
         rows_train=int(x_train.shape[0]), rows_holdout=int(x_hold.shape[0]),
         epochs=result.epochs_run, best_epoch=result.best_epoch,

@@ -1,0 +1,36 @@
+# make demo: create .venv, install, train and evaluate the embedded demo models.
+# make test: create/use .venv, install dev extras, lint, type-check, run the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= cpu,train,dev
+
+.PHONY: install demo test lint test-slow bench clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "): set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-$(subst ,,$(EXTRAS)): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.installed-$(subst ,,$(EXTRAS))
+
+demo: install
+	$(BIN)/anomaly demo --out demo-output
+
+lint: install
+	$(BIN)/ruff check anomaly training service tests benchmarks deploy
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

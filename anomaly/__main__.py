@@ -1,0 +1,5 @@
+import sys
+
+from anomaly.cli import main
+
+sys.exit(main())

@@ -1,0 +1,122 @@
+"""The ``anomaly`` command as a user runs it: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from tests.conftest import make_tabular
+
+
+def run(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "anomaly", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def write_csv(path: Path, cols: dict[str, np.ndarray]) -> Path:
+    pacsv.write_csv(pa.table(cols), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    data = write_csv(root / "normal.csv", make_tabular(1500, seed=0))
+    bundle = root / "models" / "sensors"
+    proc = run("train", data, "--out", bundle, "--exclude", "is_anomaly", "--epochs", "30",
+               "--target-fpr", "0.05", "--quiet")
+    assert "bundle written to" in proc.stdout and "threshold" in proc.stdout
+    return root, bundle
+
+
+def test_train_score_evaluate_info(trained: tuple[Path, Path]) -> None:
+    root, bundle = trained
+    new = write_csv(root / "new.csv", make_tabular(400, seed=1, anomalies=40))
+    out = root / "scores.csv"
+    proc = run("score", bundle, new, "--out", out, "--explain", "2", "--quiet")
+    assert "scored 400 samples" in proc.stdout
+    table = pacsv.read_csv(out)
+    assert table.column_names[:4] == ["row", "score", "p_value", "is_anomaly"]
+    assert {"top1_column", "top2_score"} <= set(table.column_names)
+    assert table.num_rows == 400
+
+    proc = run("evaluate", bundle, new, "--label-column", "is_anomaly",
+               "--out-dir", root / "eval", "--quiet")
+    metrics = json.loads((root / "eval" / "metrics.json").read_text())
+    assert metrics["auroc"] > 0.9 and "F1-optimal threshold" in proc.stdout
+    assert (root / "eval" / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    assert (root / "eval" / "score_histogram.png").stat().st_size > 1000
+
+    proc = run("info", bundle)
+    assert "target FPR 0.05" in proc.stdout and "f0:num" in proc.stdout
+    manifest = json.loads(run("info", bundle, "--json").stdout)
+    assert manifest["kind"] == "tabular" and "history" not in manifest["training"]
+
+
+def _bad_cases(root: Path, bundle: Path) -> list[tuple[str, list[str | Path], str, int]]:
+    good = make_tabular(50, seed=3)
+    missing = {k: v for k, v in good.items() if k != "f2"}
+    nan = dict(good, f0=np.where(np.arange(50) == 7, np.nan, good["f0"]))
+    words = dict(good, f1=np.where(np.arange(50) == 3, "oops", good["f1"].astype(str)))
+    (root / "empty.csv").write_text("")
+    newer = root / "newer"
+    if not newer.exists():
+        shutil.copytree(bundle, newer)
+        raw = json.loads((newer / "bundle.json").read_text())
+        raw["schema_version"] = 7
+        (newer / "bundle.json").write_text(json.dumps(raw))
+    images = root / "imgs"
+    images.mkdir(exist_ok=True)
+    (images / "broken.png").write_bytes(b"\x89PNG not really")
+    out = ["--out", root / "out.csv", "--quiet"]
+    return [
+        ("missing column", ["score", bundle, write_csv(root / "m.csv", missing), *out],
+         "missing column", 2),
+        ("NaN value", ["score", bundle, write_csv(root / "n.csv", nan), *out], "row 7", 2),
+        ("non-numeric", ["score", bundle, write_csv(root / "w.csv", words), *out],
+         "'oops' is not a number", 2),
+        ("empty file", ["score", bundle, root / "empty.csv", *out], "is empty", 2),
+        ("no such input", ["score", bundle, root / "nope.csv", *out], "no such file", 2),
+        ("newer bundle", ["score", newer, write_csv(root / "g.csv", good), *out],
+         "newer than this library", 3),
+        ("not a bundle", ["score", root, root / "g.csv", *out], "not a model bundle", 3),
+        ("wrong kind", ["score", bundle, images, *out], "scores table rows", 2),
+        ("bad output suffix", ["score", bundle, root / "g.csv", "--out", root / "o.txt"],
+         "must end in .csv or .parquet", 2),
+        ("undecodable image", ["train", images, "--out", root / "img_model", "--quiet"],
+         "could not be decoded", 2),
+        ("bad label column", ["evaluate", bundle, root / "g.csv", "--label-column", "nope"],
+         "label column 'nope'", 2),
+    ]
+
+
+def test_bad_input_gives_one_clear_line_and_no_output(trained: tuple[Path, Path]) -> None:
+    root, bundle = trained
+    for name, args, message, code in _bad_cases(root, bundle):
+        proc = run(*args, ok=False)
+        assert proc.returncode == code, (name, proc.returncode, proc.stderr)
+        assert message in proc.stderr, (name, proc.stderr)
+        assert "Traceback" not in proc.stderr, name
+        assert proc.stderr.startswith("error: "), (name, proc.stderr)
+        assert not (root / "out.csv").exists(), name
+        assert not list(root.glob(".out.csv.*")), name
+
+
+def test_demo_quick(tmp_path: Path) -> None:
+    proc = run("demo", "--out", tmp_path / "demo", "--quick", "--quiet")
+    assert "breast_cancer  test AUROC" in proc.stdout and "digits         test AUROC" in proc.stdout
+    aucs = [float(line.split("AUROC")[1].split()[0]) for line in proc.stdout.splitlines()
+            if "test AUROC" in line]
+    assert len(aucs) == 2 and min(aucs) > 0.8
+    assert list((tmp_path / "demo" / "evaluation-digits" / "heatmaps").glob("*.png"))
