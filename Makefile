@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/anomaly demo --out demo-output
 
 lint: install
-	$(BIN)/ruff check anomaly training service tests benchmarks deploy
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
