@@ -16,6 +16,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ HERE = Path(__file__).resolve().parent
 def load_images(data: Path, n: int) -> np.ndarray:
     path = data / "train-images-idx3-ubyte.gz"
     if path.is_file():
-        raw = np.frombuffer(gzip.open(path).read(), dtype=np.uint8, offset=16)
+        with gzip.open(path) as fh:
+            raw = np.frombuffer(fh.read(), dtype=np.uint8, offset=16)
         return (raw.reshape(-1, 1, 28, 28)[:n] / 255.0).astype(np.float32)
     print(f"{path} not found: timing on random images instead")
     return np.random.default_rng(0).random((n, 1, 28, 28), dtype=np.float32)
@@ -82,9 +84,8 @@ def main() -> None:
                 latent_noise(0, args.batch, args.mc_samples, config.latent_dim)))
             xt = torch.from_numpy(x)
 
-            ort_rate = rate(lambda s=scorer: s.score(x), args.batch, args.seconds)
-            torch_rate = rate(lambda g=graph, e=eps: torch_eager(g, xt, e), args.batch,
-                              args.seconds)
+            ort_rate = rate(partial(scorer.score, x), args.batch, args.seconds)
+            torch_rate = rate(partial(torch_eager, graph, xt, eps), args.batch, args.seconds)
             rows.append({"architecture": arch, "onnxruntime_samples_per_s": ort_rate,
                          "torch_eager_samples_per_s": torch_rate,
                          "speedup": ort_rate / torch_rate})
