@@ -1,0 +1,246 @@
+"""Dynamic batching, as Triton's ``dynamic_batching`` block: requests to one model version
+queue here and are coalesced into one onnxruntime call of at most ``max_batch_size`` samples;
+the oldest request waits at most ``max_queue_delay`` for the batch to fill.
+
+Why it is safe: a sample's latent noise comes only from its own seed
+(:func:`anomaly.noise.latent_noise`), so its score does not depend on its batch mates.
+Why it is bounded: at most ``max_queue_size`` samples wait; beyond that :meth:`submit` raises
+:class:`~anomaly.errors.OverloadedError` (503 + Retry-After) instead of growing memory.
+onnxruntime runs on this batcher's own thread pool (``instances`` threads), never on the
+event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from anomaly.errors import AnomalyError, InputError, OverloadedError
+from anomaly.scorer import Scorer, ScoreResult
+from service.metrics import VersionMetrics
+
+log = logging.getLogger("service.batching")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Knobs of one batcher; times in seconds, sizes in samples."""
+
+    enabled: bool = True
+    max_batch_size: int = 64
+    max_queue_delay_s: float = 0.0005
+    max_queue_size: int = 2048
+    instances: int = 1
+    retry_after_s: float = 1.0
+
+
+class _Item:
+    """One request in the queue: n samples that stay together."""
+
+    __slots__ = ("enqueued", "future", "mc_samples", "n", "seeds", "x")
+
+    def __init__(self, x: np.ndarray, seeds: list[int], mc_samples: int,
+                 future: asyncio.Future[ScoreResult]) -> None:
+        self.x = x  # (n, D) float32
+        self.seeds = seeds  # (n,)
+        self.mc_samples = mc_samples
+        self.n = int(x.shape[0])
+        self.future = future
+        self.enqueued = time.perf_counter()
+
+
+class DynamicBatcher:
+    """The queue and the onnxruntime calls of one model version. Use from one event loop."""
+
+    def __init__(self, scorer: Scorer, config: BatchConfig, metrics: VersionMetrics,
+                 label: str) -> None:
+        self.scorer = scorer
+        self.config = config
+        self.metrics = metrics
+        self.label = label
+        self._items: deque[_Item] = deque()
+        self._queued = 0  # samples in self._items
+        self._in_flight = 0  # onnxruntime calls running
+        self._arrived = asyncio.Event()  # set when an item is queued
+        self._idle = asyncio.Event()  # set when nothing is queued or running
+        self._idle.set()
+        self._slots = asyncio.Semaphore(config.instances)
+        self._executor = ThreadPoolExecutor(max_workers=config.instances,
+                                            thread_name_prefix=f"ort-{label}")
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- public -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                                name=f"batcher-{self.label}")
+
+    @property
+    def queued(self) -> int:
+        """Samples waiting now."""
+        return self._queued
+
+    def submit(self, x: np.ndarray, seeds: Sequence[int], mc_samples: int
+               ) -> asyncio.Future[ScoreResult]:
+        """Queue x (n, D) float32 with one seed per row; the future resolves to the rows'
+        :class:`ScoreResult`. Raises OverloadedError when the queue is full."""
+        if self._closed:  # the repository's leases make this unreachable; belt and braces
+            raise OverloadedError(f"model {self.label} is being unloaded; retry",
+                                  self.config.retry_after_s)
+        if x.ndim != 2 or x.shape[1] != self.scorer.input_dim or x.shape[0] == 0:
+            raise InputError(f"expected input of shape (batch >= 1, {self.scorer.input_dim}), "
+                             f"got {tuple(x.shape)}")
+        if not np.all(np.isfinite(x)):  # checked here so one caller cannot fail a whole batch
+            raise InputError("input contains NaN or infinite values")
+        if len(seeds) != x.shape[0]:
+            raise InputError(f"got {len(seeds)} seeds for {x.shape[0]} samples")
+        n = int(x.shape[0])
+        if self._queued and self._queued + n > self.config.max_queue_size:
+            raise OverloadedError(
+                f"model {self.label} has {self._queued} samples queued (limit "
+                f"{self.config.max_queue_size}); retry after a short wait",
+                self.config.retry_after_s)
+        future: asyncio.Future[ScoreResult] = asyncio.get_running_loop().create_future()
+        self._items.append(_Item(x, list(seeds), mc_samples, future))
+        self._queued += n
+        self.metrics.queue_depth.set(self._queued)
+        self._idle.clear()
+        self._arrived.set()
+        return future
+
+    async def close(self) -> None:
+        """Finish what is queued and running, then stop (used after a model swap)."""
+        self._closed = True
+        await self._idle.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=False)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                while not self._items:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                await self._fill()
+                batch = self._take()
+            except BaseException:
+                self._slots.release()
+                raise
+            if not batch:
+                self._slots.release()
+                self._update_idle()
+                continue
+            self._in_flight += 1
+            asyncio.get_running_loop().create_task(self._execute(batch))
+
+    async def _fill(self) -> None:
+        """Wait until the batch is full or the oldest item has waited max_queue_delay."""
+        cfg = self.config
+        if not cfg.enabled or cfg.max_queue_delay_s <= 0:
+            return
+        deadline = self._items[0].enqueued + cfg.max_queue_delay_s
+        while self._queued < cfg.max_batch_size:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Item]:
+        """Pop the next batch: the oldest item, then later items with the same number of MC
+        samples while they fit (an item larger than max_batch_size runs alone). Items whose
+        caller has gone away are dropped."""
+        cfg = self.config
+        batch: list[_Item] = []
+        size = 0
+        rest: deque[_Item] = deque()
+        limit = cfg.max_batch_size if cfg.enabled else 1
+        while self._items:
+            item = self._items.popleft()
+            if item.future.done():  # cancelled: the client disconnected
+                self._queued -= item.n
+                continue
+            fits = not batch or (item.mc_samples == batch[0].mc_samples
+                                 and size + item.n <= cfg.max_batch_size)
+            if fits:
+                batch.append(item)
+                size += item.n
+                self._queued -= item.n
+                if size >= cfg.max_batch_size or len(batch) >= limit:
+                    break
+            else:
+                rest.append(item)
+        rest.extend(self._items)
+        self._items = rest
+        self.metrics.queue_depth.set(self._queued)
+        return batch
+
+    async def _execute(self, batch: list[_Item]) -> None:
+        try:
+            started = time.perf_counter()
+            counts = np.array([it.n for it in batch])
+            waits = np.array([started - it.enqueued for it in batch])
+            self.metrics.queue_wait.observe_many(np.repeat(waits, counts))  # one per sample
+            self.metrics.batch_size.observe(float(counts.sum()))
+            x = batch[0].x if len(batch) == 1 else np.concatenate([it.x for it in batch])
+            seeds = batch[0].seeds if len(batch) == 1 else [s for it in batch for s in it.seeds]
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.scorer.score, x, seeds, batch[0].mc_samples)
+            except AnomalyError as exc:
+                for it in batch:
+                    if not it.future.done():
+                        it.future.set_exception(exc)
+                return
+            except Exception as exc:  # onnxruntime failure: a server error for every caller
+                log.exception("onnxruntime call failed for %s", self.label)
+                for it in batch:
+                    if not it.future.done():
+                        it.future.set_exception(exc)
+                return
+            start = 0
+            for it in batch:
+                stop = start + it.n
+                if not it.future.done():
+                    it.future.set_result(_slice(result, start, stop))
+                start = stop
+        finally:
+            self._in_flight -= 1
+            self._slots.release()
+            self._update_idle()
+
+    def _update_idle(self) -> None:
+        if not self._items and self._in_flight == 0:
+            self._idle.set()
+
+
+def _slice(result: ScoreResult, start: int, stop: int) -> ScoreResult:
+    """Rows start:stop of a batch's result (views, no copies)."""
+    return ScoreResult(
+        scores=result.scores[start:stop],
+        feature_scores=result.feature_scores[start:stop],
+        reconstruction=result.reconstruction[start:stop],
+        p_values=result.p_values[start:stop],
+        is_anomaly=result.is_anomaly[start:stop],
+        threshold=result.threshold,
+        mc_samples=result.mc_samples,
+    )

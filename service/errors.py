@@ -1,0 +1,85 @@
+"""The one place where errors become HTTP responses: always ``{"error": "<message>"}`` with the
+status the :mod:`anomaly.errors` class names, never a stack trace (those go to the log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from anomaly.errors import AnomalyError, AuthError, InputError, OverloadedError
+
+log = logging.getLogger("service.errors")
+
+
+class UnsupportedMediaTypeError(InputError):
+    """The request body's Content-Type is not one this endpoint reads."""
+
+    http_status = 415
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None
+                   ) -> Response:
+    """A JSON error body; ``content-type: application/json``."""
+    return Response(json.dumps({"error": message}), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def response_for(exc: AnomalyError) -> Response:
+    """Map one of our errors to its HTTP response (status from the class, plus the headers
+    that status calls for)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, OverloadedError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    if isinstance(exc, AuthError):
+        headers["WWW-Authenticate"] = "Bearer"
+    return error_response(exc.http_status, str(exc), headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    """FastAPI's list of validation errors -> one line naming the parameter."""
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", ""))
+    return "invalid request: " + "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    async def on_anomaly_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AnomalyError)
+        if exc.http_status >= 500:
+            log.error("request failed: %s", exc, extra={"fields": _request_fields(request)})
+        return response_for(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(422, _validation_message(exc))
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # A bug, not bad input: full traceback to the log, a request id to the caller.
+        log.exception("unhandled error", extra={"fields": _request_fields(request)})
+        rid = request.scope.get("state", {}).get("request_id", "")
+        return error_response(500, f"internal error (request id {rid}); see the service log")
+
+    app.add_exception_handler(AnomalyError, on_anomaly_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _request_fields(request: Request) -> dict[str, str]:
+    return {"request_id": str(request.scope.get("state", {}).get("request_id", "")),
+            "path": request.url.path}

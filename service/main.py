@@ -1,0 +1,104 @@
+"""The FastAPI application: ``create_app(settings)``, and ``app`` built from the environment
+for ``uvicorn service.main:app``. Models load in the lifespan, before the first request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from anomaly.errors import BundleError
+from service import errors, logs, routes_v1, routes_v2
+from service.config import Settings
+from service.metrics import ServiceMetrics
+from service.middleware import RequestContextMiddleware
+from service.repository import ModelRepository
+from service.state import ServiceState, get_state, json_response
+
+log = logging.getLogger("service")
+
+DESCRIPTION = """Anomaly scores from the reconstruction probability of variational autoencoders
+(An & Cho 2015). `/v1` is the product API (rows as JSON or CSV, images as PNG/JPEG or
+multipart; explanations on request); `/v2` is the Open Inference Protocol for KServe and
+Triton clients. Scoring and admin endpoints need `Authorization: Bearer <key>` when the
+service runs with an API key."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A service over ``settings.models``; nothing is loaded until the app starts."""
+    settings = settings or Settings()
+    metrics = ServiceMetrics()
+    repository = ModelRepository(settings, metrics)
+    state = ServiceState(settings, metrics, repository)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.configure(settings.log_level)
+        if not repository.root.is_dir():
+            raise BundleError(f"model repository {repository.root} is not a directory; pass "
+                              "--models DIR (or ANOMALY_MODELS) holding <name>/<version>/ "
+                              "bundles")
+        reports = await repository.load_all()
+        log.info("serving %d model(s) from %s: %s", len(repository.models), repository.root,
+                 {r.model: r.serving for r in reports},
+                 extra={"fields": {"ready": repository.ready}})
+        poller: asyncio.Task[None] | None = None
+        if settings.poll_interval_s > 0:
+            poller = asyncio.get_running_loop().create_task(
+                repository.poll_forever(settings.poll_interval_s), name="repository-poll")
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            await repository.close()
+
+    app = FastAPI(title="vae-anomaly inference service", description=DESCRIPTION,
+                  version=routes_v2._version_string(), lifespan=lifespan)
+    app.state.service = state
+    errors.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes,
+                       access_log=settings.access_log)
+    app.include_router(routes_v1.router)
+    app.include_router(routes_v2.router)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def prometheus_metrics(request: Request) -> Response:
+        # async on purpose: the histograms are read on the event-loop thread that writes them
+        return Response(generate_latest(get_state(request).metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness")
+    async def readyz(request: Request) -> Response:
+        repo = get_state(request).repository
+        not_ready = sorted(n for n, e in repo.models.items() if not e.versions)
+        body = {"ready": repo.ready, "models": sorted(repo.models), "not_ready": not_ready}
+        return json_response(body, status=200 if repo.ready else 503)
+
+    return app
+
+
+_default_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``service.main.app`` (for ``uvicorn service.main:app``) is built from the environment
+    on first access, so importing this module never reads settings."""
+    global _default_app
+    if name == "app":
+        if _default_app is None:
+            _default_app = create_app()
+        return _default_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,211 @@
+"""The product API: list models, reload them, score rows (JSON or CSV) and images (raw body
+or multipart), with explanations on request."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from starlette.datastructures import UploadFile
+from starlette.responses import Response
+
+from anomaly.errors import BundleError, InputError, PayloadTooLargeError
+from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor, rows_to_columns
+from anomaly.scorer import ScoreResult
+from service.errors import UnsupportedMediaTypeError
+from service.repository import ModelVersion
+from service.state import check_api_key, finite, get_state, json_response, scoring_request
+
+router = APIRouter(prefix="/v1", tags=["v1"])
+
+#: Decode images on a worker thread above this many bytes (small ones are faster inline).
+INLINE_DECODE_BYTES = 256 * 1024
+
+SCORE_BODY_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "required": ["rows"], "properties": {
+        "rows": {"type": "array", "items": {"type": "object"}}}},
+        "example": {"rows": [{"temperature": 21.5, "color": "red"}]}},
+    "text/csv": {"schema": {"type": "string"}, "example": "temperature,color\n21.5,red\n"},
+    "image/png": {"schema": {"type": "string", "format": "binary"}},
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+}}}
+
+
+@router.get("/models", summary="Loaded models and their versions")
+async def list_models(request: Request) -> Response:
+    repo = get_state(request).repository
+    out = []
+    for name, entry in sorted(repo.models.items()):
+        latest = entry.latest
+        out.append({
+            "name": name,
+            "ready": latest is not None,
+            "default_version": latest.version if latest else None,
+            "versions": [mv.describe() for _, mv in sorted(entry.versions.items())],
+            "load_errors": [f.describe() for _, f in sorted(entry.failures.items())],
+        })
+    return json_response({"models": out})
+
+
+@router.post("/models/{name}/reload", summary="Pick up new, changed or removed versions (admin)")
+async def reload_model(request: Request, name: str, force: bool = False) -> Response:
+    """200 with what changed; 500 with the same report plus ``error`` when a version failed
+    to load (the previous version, if any, keeps serving)."""
+    state = get_state(request)
+    check_api_key(state, request)
+    report = (await state.repository.reload(name, force=force)).describe()
+    if report["failed"]:
+        first = report["failed"][0]
+        message = (f"version {first['version']} of '{name}' failed to load: {first['error']}"
+                   + (f"; still serving {report['serving']}" if report["serving"] else ""))
+        return json_response({"error": message, **report}, status=BundleError.http_status)
+    return json_response(report)
+
+
+@router.post("/models/{name}/score", summary="Score rows or images", openapi_extra=SCORE_BODY_DOC)
+async def score(
+    request: Request,
+    name: str,
+    explain: Annotated[bool, Query(description="top-k columns (rows) or heat map (images)")]
+    = False,
+    top_k: Annotated[int | None, Query(ge=1, le=1000, description="columns per row")] = None,
+    raw_map: Annotated[bool, Query(description="also return the raw heat map (images)")]
+    = False,
+    seed: Annotated[int | None, Query(ge=0, lt=2**63, description="noise seed")] = None,
+    version: Annotated[int | None, Query(ge=1, description="default: the latest")] = None,
+    mc_samples: Annotated[int | None, Query(ge=1, description="latent samples L")] = None,
+) -> Response:
+    """Rows: ``application/json`` ``{"rows": [{col: value}, ...]}`` or ``text/csv`` with a
+    header. Images: a raw ``image/png`` / ``image/jpeg`` body or ``multipart/form-data`` with
+    one or more files. One result per row or image, in order."""
+    state = get_state(request)
+    settings = state.settings
+
+    async def work(mv: ModelVersion) -> Response:
+        n_mc = mc_samples or mv.scorer.mc_samples  # L, latent samples per input
+        if n_mc > settings.max_mc_samples:
+            raise InputError(f"mc_samples={n_mc} is over the limit of "
+                             f"{settings.max_mc_samples}")
+        x, filenames = await _read_inputs(request, mv)  # (B, D)
+        s = settings.default_seed if seed is None else seed
+        result = await mv.batcher.submit(x, [s] * x.shape[0], n_mc)
+        mv.metrics.scored(result.scores, result.p_values, result.is_anomaly)
+        items = _items(mv, result)
+        if filenames:
+            for item, fname in zip(items, filenames, strict=True):
+                item["filename"] = fname
+        if explain:
+            await _explain(mv, result, items, top_k or settings.explain_top_k, raw_map)
+        return json_response({"model": mv.name, "version": mv.version, "results": items})
+
+    return await scoring_request(request, name, version, work)
+
+
+def _items(mv: ModelVersion, result: ScoreResult) -> list[dict[str, Any]]:
+    threshold = finite(result.threshold)
+    return [{"score": finite(s), "threshold": threshold, "is_anomaly": bool(a),
+             "p_value": finite(p), "model": mv.name, "version": mv.version,
+             "mc_samples": result.mc_samples}
+            for s, a, p in zip(result.scores.tolist(), result.is_anomaly.tolist(),
+                               result.p_values.tolist(), strict=True)]
+
+
+async def _explain(mv: ModelVersion, result: ScoreResult, items: list[dict[str, Any]],
+                   k: int, raw_map: bool) -> None:
+    if isinstance(mv.scorer.preprocessor, TabularPreprocessor):
+        for item, top in zip(items, mv.scorer.top_columns(result, k), strict=True):
+            item["top_columns"] = [{"column": c, "score": finite(v)} for c, v in top]
+        return
+    heat = mv.scorer.heatmaps(result)  # (B, H, W) nats per pixel
+    pngs = await asyncio.to_thread(_heatmap_pngs, heat)
+    for i, item in enumerate(items):
+        item["heatmap_png"] = base64.b64encode(pngs[i]).decode("ascii")
+        if raw_map:
+            item["heatmap"] = np.where(np.isfinite(heat[i]), heat[i], 0.0).tolist()
+
+
+def _heatmap_pngs(heat: np.ndarray) -> list[bytes]:
+    from anomaly.plots import heatmap_png  # matplotlib: loaded on first explained image
+
+    return [heatmap_png(h) for h in heat]
+
+
+async def _read_inputs(request: Request, mv: ModelVersion) -> tuple[np.ndarray, list[str]]:
+    """The request body -> preprocessed x (B, D) float32, plus file names for multipart."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    prep = mv.scorer.preprocessor
+    limit = get_state(request).settings.max_items_per_request
+    if ctype == "multipart/form-data" or ctype.startswith("image/"):
+        if not isinstance(prep, ImagePreprocessor):
+            raise InputError(f"model '{mv.name}' scores rows: send application/json "
+                             "{\"rows\": [...]} or text/csv, not images")
+        if ctype == "multipart/form-data":
+            form = await request.form(max_files=limit, max_fields=limit)
+            uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+            if not uploads:
+                raise InputError("the multipart body holds no files; attach one or more "
+                                 "images as file parts")
+            blobs = [await u.read() for u in uploads]
+            names = [u.filename or f"image {i}" for i, u in enumerate(uploads)]
+        else:
+            blobs, names = [await request.body()], []
+        if len(blobs) > limit:
+            raise PayloadTooLargeError(f"{len(blobs)} images in one request; the limit is "
+                                       f"{limit}")
+        if sum(len(b) for b in blobs) > INLINE_DECODE_BYTES:
+            return await asyncio.to_thread(prep.transform_images, blobs), names
+        return prep.transform_images(blobs), names
+    if ctype in ("application/json", "text/csv", "application/csv"):
+        if not isinstance(prep, TabularPreprocessor):
+            raise InputError(f"model '{mv.name}' scores images: send image/png, image/jpeg "
+                             "or multipart/form-data files, not rows")
+        body = await request.body()
+        columns = _json_columns(body, limit) if ctype == "application/json" \
+            else _csv_columns(body, limit)
+        return prep.transform(columns, strict=True).x, []
+    raise UnsupportedMediaTypeError(
+        f"unsupported Content-Type '{ctype or '(none)'}': send application/json or text/csv "
+        "rows, or image/png, image/jpeg or multipart/form-data images")
+
+
+def _json_columns(body: bytes, limit: int) -> dict[str, list[Any]]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"the body is not valid JSON ({exc}); send {{\"rows\": [...]}}") \
+            from exc
+    if not isinstance(payload, dict) or "rows" not in payload:
+        raise InputError("expected a JSON object {\"rows\": [{\"column\": value, ...}, ...]}")
+    rows = payload["rows"]
+    if not isinstance(rows, list):
+        raise InputError("\"rows\" must be a list of objects")
+    if len(rows) > limit:
+        raise PayloadTooLargeError(f"{len(rows)} rows in one request; the limit is {limit}")
+    return rows_to_columns(rows)
+
+
+def _csv_columns(body: bytes, limit: int) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from anomaly.tables import CSV_CONVERT, table_columns
+
+    if not body.strip():
+        raise InputError("the CSV body is empty; send a header row and at least one row")
+    try:
+        table = pacsv.read_csv(io.BytesIO(body), convert_options=CSV_CONVERT)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot parse the CSV body: {exc}") from exc
+    if table.num_rows == 0:
+        raise InputError("the CSV body has a header but no rows")
+    if table.num_rows > limit:
+        raise PayloadTooLargeError(f"{table.num_rows} rows in one request; the limit is "
+                                   f"{limit}")
+    return table_columns(table)

@@ -1,0 +1,104 @@
+"""What every route needs: the service's state, the API-key check, and the accounting of a
+scoring request (``anomaly_requests_total`` by outcome, ``anomaly_request_duration_seconds``)
+around the work done on a leased model version.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import Response
+
+from anomaly.errors import AnomalyError, AuthError, OverloadedError
+from service.config import Settings
+from service.metrics import ServiceMetrics
+from service.repository import ModelRepository, ModelVersion
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    metrics: ServiceMetrics
+    repository: ModelRepository
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def check_api_key(state: ServiceState, request: Request) -> None:
+    """Raise AuthError unless the request carries ``Authorization: Bearer <key>`` (when a
+    key is configured). Constant-time comparison."""
+    key = state.settings.api_key_value()
+    if key is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    if not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise AuthError("wrong API key")
+
+
+def outcome_of(exc: BaseException) -> str:
+    """The ``outcome`` label for a request that ended in ``exc``."""
+    if isinstance(exc, AuthError):
+        return "unauthorized"
+    if isinstance(exc, OverloadedError):
+        return "rejected"
+    if isinstance(exc, AnomalyError) and 400 <= exc.http_status < 500:
+        return "client_error"
+    status = getattr(exc, "status_code", 500)  # starlette's HTTPException (bad multipart)
+    return "client_error" if isinstance(status, int) and 400 <= status < 500 else "server_error"
+
+
+def arrival(request: Request) -> float:
+    """perf_counter() when the request arrived (set by the middleware)."""
+    t0 = request.scope.get("state", {}).get("t0")
+    return float(t0) if t0 is not None else time.perf_counter()
+
+
+async def scoring_request(request: Request, name: str, version: int | None,
+                          work: Callable[[ModelVersion], Awaitable[Response]]) -> Response:
+    """Authenticate, lease the model version, run ``work`` on it and count the outcome.
+    Requests naming an unknown model are not counted (their name would be an unbounded
+    label value)."""
+    state = get_state(request)
+    t0 = arrival(request)
+    mv: ModelVersion | None = None
+    try:
+        check_api_key(state, request)
+        with state.repository.lease(name, version) as mv:
+            response = await work(mv)
+    except BaseException as exc:
+        outcome = outcome_of(exc)
+        duration = time.perf_counter() - t0
+        if mv is not None:
+            mv.metrics.finished(outcome, duration)
+        elif name in state.repository.models:
+            state.metrics.request_outcome(name, "" if version is None else str(version),
+                                          outcome, duration)
+        raise
+    mv.metrics.finished("ok", time.perf_counter() - t0)
+    return response
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    """JSON without FastAPI's encoder pass (it costs more than the model on small requests);
+    non-finite floats must already be None."""
+    return Response(json.dumps(body, allow_nan=False), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def finite(value: float) -> float | None:
+    """A float for JSON, or None for NaN/inf (JSON has no literal for them)."""
+    v = float(value)
+    return v if v == v and v not in (float("inf"), float("-inf")) else None
