@@ -126,9 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     for entry in importlib.metadata.entry_points(group="anomaly.commands"):
         try:
             entry.load()(commands)
-        except ImportError as exc:
+        except ImportError as exc:  # an extra that is not installed: its commands are absent
             logging.getLogger(__name__).debug("command plugin %s unavailable: %s",
                                               entry.name, exc)
+        except Exception as exc:  # a broken plugin must not take the core commands down
+            logging.getLogger(__name__).warning("command plugin %s failed to load: %s",
+                                                entry.name, exc)
     return parser
 
 
