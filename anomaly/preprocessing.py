@@ -192,8 +192,11 @@ class ImagePreprocessor:
                 img.load()
         except PayloadTooLargeError:
             raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-                Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # Pillow's own guard fires in open() before the size check above can
+            raise PayloadTooLargeError(f"{name} is too large to decode safely ({exc}); "
+                                       "downscale it before scoring") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"{name} could not be decoded as an image ({exc}); send "
                              "PNG, JPEG, BMP or TIFF bytes") from exc
         return self.from_pil(img)
