@@ -1,0 +1,150 @@
+"""The dynamic batcher in-process: coalescing, size and queue limits, grouping by MC sample
+count, draining on close, and scores independent of batch mates."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from anomaly.errors import InputError, OverloadedError
+from anomaly.scorer import Scorer
+from service.batching import BatchConfig, DynamicBatcher
+from service.metrics import ServiceMetrics
+from tests.service.conftest import TrainedBundles
+from tests.service.test_http import ATOL, RTOL
+
+
+@pytest.fixture(scope="module")
+def scorer(bundles: TrainedBundles) -> Scorer:
+    return Scorer(bundles.cancer, providers=["CPUExecutionProvider"])
+
+
+def _x(scorer: Scorer, bundles: TrainedBundles, n: int) -> np.ndarray:
+    rows = bundles.cancer_rows[:n]
+    return scorer.preprocessor.transform(  # type: ignore[union-attr]
+        {k: [r[k] for r in rows] for k in rows[0]}).x  # (n, 30)
+
+
+def _batcher(scorer: Scorer, **config: object) -> tuple[DynamicBatcher, ServiceMetrics]:
+    metrics = ServiceMetrics()
+    vm = metrics.version("cancer", 1, scorer.provider, scorer.threshold, 0.05,
+                         scorer.bundle.calibration_scores)
+    batcher = DynamicBatcher(scorer, BatchConfig(**config), vm, "cancer-v1")  # type: ignore[arg-type]
+    batcher.start()
+    return batcher, metrics
+
+
+def _batch_sizes(metrics: ServiceMetrics) -> np.ndarray:
+    child = metrics.batch_size.labels("cancer", "1")
+    return child.counts  # per bucket 1, 2, 4, ..., 1024, +Inf
+
+
+def test_concurrent_items_coalesce_and_keep_their_own_scores(
+        scorer: Scorer, bundles: TrainedBundles) -> None:
+    x = _x(scorer, bundles, 10)
+
+    async def run() -> tuple[list[float], ServiceMetrics]:
+        batcher, metrics = _batcher(scorer, max_batch_size=64, max_queue_delay_s=0.05)
+        futures = [batcher.submit(x[i:i + 1], [100 + i], 16) for i in range(10)]
+        results = await asyncio.gather(*futures)
+        await batcher.close()
+        return [float(r.scores[0]) for r in results], metrics
+
+    scores, metrics = asyncio.run(run())
+    offline = scorer.score(x, seeds=[100 + i for i in range(10)])
+    np.testing.assert_allclose(scores, offline.scores, RTOL, ATOL)
+    child = metrics.batch_size.labels("cancer", "1")
+    assert child.counts.sum() == 1 and child.total == 10  # one call of 10 samples
+
+
+def test_max_batch_size_and_disabled_batching(scorer: Scorer, bundles: TrainedBundles) -> None:
+    x = _x(scorer, bundles, 10)
+
+    async def run(**config: object) -> np.ndarray:
+        batcher, metrics = _batcher(scorer, max_queue_delay_s=0.05, **config)
+        await asyncio.gather(*(batcher.submit(x[i:i + 1], [0], 16) for i in range(10)))
+        await batcher.close()
+        return _batch_sizes(metrics)
+
+    capped = asyncio.run(run(max_batch_size=4))
+    assert capped[1] == 1 and capped[2] == 2  # sizes 2 (le=2) and 4, 4 (le=4)
+    off = asyncio.run(run(enabled=False))
+    assert off[0] == 10 and off.sum() == 10  # ten calls of one sample
+
+
+def test_a_request_larger_than_the_batch_runs_alone(scorer: Scorer,
+                                                    bundles: TrainedBundles) -> None:
+    x = _x(scorer, bundles, 40)
+
+    async def run() -> tuple[int, float]:
+        batcher, metrics = _batcher(scorer, max_batch_size=8, max_queue_delay_s=0.0)
+        result = await batcher.submit(x, [0] * 40, 16)
+        await batcher.close()
+        return len(result), metrics.batch_size.labels("cancer", "1").total
+
+    n, total = asyncio.run(run())
+    assert n == 40 and total == 40
+
+
+def test_queue_is_bounded(scorer: Scorer, bundles: TrainedBundles) -> None:
+    x = _x(scorer, bundles, 4)
+
+    async def run() -> None:
+        batcher, metrics = _batcher(scorer, max_queue_size=3, max_queue_delay_s=0.2,
+                                    retry_after_s=3.0)
+        pending = [batcher.submit(x[i:i + 1], [0], 16) for i in range(3)]
+        assert batcher.queued == 3
+        assert metrics.queue_depth.labels("cancer", "1")._value.get() == 3
+        with pytest.raises(OverloadedError) as info:
+            batcher.submit(x[3:4], [0], 16)
+        assert info.value.retry_after_s == 3.0
+        await asyncio.gather(*pending)
+        assert batcher.queued == 0
+        await batcher.submit(x[3:4], [0], 16)  # room again
+        await batcher.close()
+
+    asyncio.run(run())
+
+
+def test_items_with_different_mc_samples_are_not_mixed(scorer: Scorer,
+                                                       bundles: TrainedBundles) -> None:
+    x = _x(scorer, bundles, 6)
+
+    async def run() -> tuple[list[float], float]:
+        batcher, metrics = _batcher(scorer, max_queue_delay_s=0.05)
+        futures = [batcher.submit(x[i:i + 1], [0], 8 if i % 2 else 32) for i in range(6)]
+        results = await asyncio.gather(*futures)
+        await batcher.close()
+        assert [r.mc_samples for r in results] == [32, 8, 32, 8, 32, 8]
+        return [float(r.scores[0]) for r in results], \
+            float(metrics.batch_size.labels("cancer", "1").counts.sum())
+
+    scores, calls = asyncio.run(run())
+    assert calls == 2
+    np.testing.assert_allclose(scores[0::2], scorer.score(x[0::2], mc_samples=32).scores,
+                               RTOL, ATOL)
+    np.testing.assert_allclose(scores[1::2], scorer.score(x[1::2], mc_samples=8).scores,
+                               RTOL, ATOL)
+
+
+def test_bad_input_fails_alone_and_close_drains(scorer: Scorer,
+                                                bundles: TrainedBundles) -> None:
+    x = _x(scorer, bundles, 3)
+
+    async def run() -> None:
+        batcher, _ = _batcher(scorer, max_queue_delay_s=0.05)
+        good = [batcher.submit(x[i:i + 1], [0], 16) for i in range(3)]
+        bad = x[:1].copy()
+        bad[0, 0] = np.nan
+        with pytest.raises(InputError, match="NaN"):
+            batcher.submit(bad, [0], 16)
+        with pytest.raises(InputError, match="shape"):
+            batcher.submit(x[:, :5], [0, 0, 0], 16)
+        await batcher.close()  # drains what is queued
+        assert all(f.done() and not f.exception() for f in good)
+        with pytest.raises(OverloadedError):
+            batcher.submit(x[:1], [0], 16)
+
+    asyncio.run(run())
