@@ -56,6 +56,11 @@ class Likelihood(nn.Module):
         return cls([(kind, 0, dim)], var_floor)
 
     @property
+    def needs_scale(self) -> bool:
+        """Whether any block reads ``scale_raw``: decoders emit that head only if so."""
+        return any(b[0] == "gaussian" for b in self.blocks)
+
+    @property
     def kind(self) -> LikelihoodKind:
         kinds = {b[0] for b in self.blocks}
         if kinds == {"gaussian"}:
@@ -68,7 +73,10 @@ class Likelihood(nn.Module):
         return self.var_floor + softplus(scale_raw)
 
     def log_prob(self, x: torch.Tensor, loc: torch.Tensor, scale_raw: torch.Tensor) -> torch.Tensor:
-        """x (B, D) against loc, scale_raw (..., B, D) -> log-likelihood per element (..., B, D)."""
+        """x (B, D) against loc, scale_raw (..., B, D) -> log-likelihood per element (..., B, D).
+
+        ``scale_raw`` is read only for Gaussian blocks (decoders without a scale head pass
+        ``loc`` in its place)."""
         pieces = []
         for kind, a, b in self.blocks:
             xs, ls = x[..., a:b], loc[..., a:b]

@@ -1,6 +1,10 @@
 """Encoder and decoder networks. Encoders map x (N, D) to (mu, logvar) (N, d_z); decoders map
 z (N, d_z) to (loc, scale_raw) (N, D). Images travel flattened channel-first, so MLP and conv
-models share one interface and one exported graph signature."""
+models share one interface and one exported graph signature.
+
+Decoders emit the ``scale_raw`` head only when the likelihood reads it (``heads=2``, Gaussian
+features); with ``heads=1`` they return ``loc`` in its place, which saves half of the widest
+layer for Bernoulli and categorical models."""
 
 from __future__ import annotations
 
@@ -32,13 +36,17 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    def __init__(self, latent_dim: int, hidden: Sequence[int], output_dim: int) -> None:
+    def __init__(self, latent_dim: int, hidden: Sequence[int], output_dim: int,
+                 heads: int = 2) -> None:
         super().__init__()
-        self.net = _mlp([latent_dim, *reversed(list(hidden)), 2 * output_dim])
+        self.net = _mlp([latent_dim, *reversed(list(hidden)), heads * output_dim])
         self.output_dim = output_dim
+        self.heads = heads
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.net(z)  # (N, 2 D)
+        h = self.net(z)  # (N, heads * D)
+        if self.heads == 1:
+            return h, h
         return h[:, : self.output_dim], h[:, self.output_dim :]
 
 
@@ -69,19 +77,23 @@ class ConvDecoder(nn.Module):
     """Mirror of :class:`ConvEncoder`; the last transposed conv emits both heads."""
 
     def __init__(self, shape: tuple[int, int, int], channels: Sequence[int], dense: int,
-                 latent_dim: int) -> None:
+                 latent_dim: int, heads: int = 2) -> None:
         super().__init__()
         c, h, w = shape
         c1, c2 = channels
         self.shape = shape
+        self.heads = heads
         self.grid = (c2, h // 4, w // 4)
         self.dense = nn.Sequential(_mlp([latent_dim, dense, c2 * (h // 4) * (w // 4)]),
                                    nn.LeakyReLU(0.1))
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.LeakyReLU(0.1),
-            nn.ConvTranspose2d(c1, 2 * c, 4, 2, 1))
+            nn.ConvTranspose2d(c1, heads * c, 4, 2, 1))
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c, h, w = self.shape
-        out = self.deconv(self.dense(z).reshape(-1, *self.grid))  # (N, 2C, H, W)
-        return out[:, :c].reshape(-1, c * h * w), out[:, c:].reshape(-1, c * h * w)
+        out = self.deconv(self.dense(z).reshape(-1, *self.grid))  # (N, heads * C, H, W)
+        loc = out[:, :c].reshape(-1, c * h * w)
+        if self.heads == 1:
+            return loc, loc
+        return loc, out[:, c:].reshape(-1, c * h * w)

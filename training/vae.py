@@ -95,15 +95,16 @@ def build_vae(input_dim: int, likelihood: Likelihood, architecture: str, latent_
               conv_channels: tuple[int, int] = (32, 64), dense: int = 256) -> VAE:
     """A VAE with the named architecture ("mlp" or "conv"; conv needs ``image_shape``)."""
     config: dict[str, Any] = {"latent_dim": latent_dim, "var_floor": likelihood.var_floor}
+    heads = 2 if likelihood.needs_scale else 1
     if architecture == "mlp":
         enc: nn.Module = MLPEncoder(input_dim, hidden, latent_dim)
-        dec: nn.Module = MLPDecoder(latent_dim, hidden, input_dim)
+        dec: nn.Module = MLPDecoder(latent_dim, hidden, input_dim, heads)
         config["hidden"] = list(hidden)
     elif architecture == "conv":
         if image_shape is None:
             raise ValueError("the conv architecture is for images: give image_shape (C, H, W)")
         enc = ConvEncoder(image_shape, conv_channels, dense, latent_dim)
-        dec = ConvDecoder(image_shape, conv_channels, dense, latent_dim)
+        dec = ConvDecoder(image_shape, conv_channels, dense, latent_dim, heads)
         config.update(conv_channels=list(conv_channels), dense=dense,
                       image_shape=list(image_shape))
     else:
