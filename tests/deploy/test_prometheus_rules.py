@@ -103,8 +103,10 @@ MUTATIONS = {
         "expr: anomaly_model_ready == 0\n        for: 5m\n",
         "expr: anomaly_model_ready == 0\n"),
     "load failures: a model's first failure missed": (
-        "          or\n          (anomaly_model_load_failures_total unless "
-        "anomaly_model_load_failures_total offset 15m)\n", ""),
+        "          or\n          (\n            anomaly_model_load_failures_total > 0\n"
+        "            unless anomaly_model_load_failures_total offset 15m\n          )\n", ""),
+    "load failures: a new model's counter at 0 taken for a failure": (
+        "anomaly_model_load_failures_total > 0\n", "anomaly_model_load_failures_total\n"),
     "service down: any job": ('up{job="vae-anomaly"} == 0', "up == 0"),
     "service down: nothing discovered goes unnoticed": (
         'absent(up{job="vae-anomaly"} == 1)', 'up{job="vae-anomaly"} == 1 and up == 2'),
