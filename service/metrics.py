@@ -10,6 +10,7 @@ thread, so these histograms need no lock.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import time
 from collections.abc import Iterable, Sequence
@@ -47,10 +48,14 @@ class HistogramChild:
 
     def __post_init__(self) -> None:
         self.counts = np.zeros(self.bounds.size + 1, dtype=np.int64)
+        self._bounds_list: list[float] = self.bounds.tolist()  # for the scalar path
 
     def observe_many(self, values: np.ndarray) -> None:
         """Observe every value in ``values`` (any shape); ``le`` semantics: v <= bound."""
         flat = np.asarray(values, dtype=np.float64).reshape(-1)
+        if flat.size == 1:  # single-sample requests: numpy's call overhead would dominate
+            self.observe(float(flat[0]))
+            return
         if flat.size == 0:
             return
         idx = np.searchsorted(self.bounds, flat, side="left")
@@ -58,8 +63,7 @@ class HistogramChild:
         self.total += float(flat.sum())
 
     def observe(self, value: float) -> None:
-        idx = int(np.searchsorted(self.bounds, value, side="left"))
-        self.counts[idx] += 1
+        self.counts[bisect.bisect_left(self._bounds_list, value)] += 1
         self.total += value
 
 

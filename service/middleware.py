@@ -6,6 +6,7 @@ must cost microseconds.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -19,6 +20,9 @@ from service.logs import ACCESS_LOGGER
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+#: Generated ids: a random per-process prefix plus a counter (no urandom call per request).
+_PREFIX = uuid.uuid4().hex[:12]
+_counter = itertools.count(1)
 
 
 class RequestContextMiddleware:
@@ -43,7 +47,7 @@ class RequestContextMiddleware:
                 request_id = value
             elif key == b"content-length" and value.isdigit():
                 declared = int(value)
-        rid = request_id.decode() if request_id else uuid.uuid4().hex
+        rid = request_id.decode() if request_id else f"{_PREFIX}-{next(_counter):x}"
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         state["t0"] = t0

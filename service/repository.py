@@ -23,10 +23,12 @@ from typing import Any
 
 from anomaly.bundle import MANIFEST
 from anomaly.errors import AnomalyError, ModelNotFoundError
+from anomaly.preprocessing import TabularPreprocessor
 from anomaly.scorer import Scorer
 from service.batching import BatchConfig, DynamicBatcher
 from service.config import Settings
 from service.metrics import ServiceMetrics, VersionMetrics
+from service.rows import RowEncoder
 
 log = logging.getLogger("service.repository")
 
@@ -46,6 +48,7 @@ class ModelVersion:
     batcher: DynamicBatcher
     metrics: VersionMetrics
     loaded_at: float
+    rows: RowEncoder | None = None  # tabular models only
     leases: int = 0
     retired: bool = False
     drained: asyncio.Event = field(default_factory=asyncio.Event)
@@ -288,7 +291,9 @@ class ModelRepository:
                              retry_after_s=float(s.retry_after_s))
         batcher = DynamicBatcher(scorer, config, vm, f"{name}-v{version}")
         batcher.start()
-        return ModelVersion(name, version, path, fp, scorer, batcher, vm, time.time())
+        rows = RowEncoder(scorer.preprocessor) \
+            if isinstance(scorer.preprocessor, TabularPreprocessor) else None
+        return ModelVersion(name, version, path, fp, scorer, batcher, vm, time.time(), rows)
 
     def _retire(self, old: ModelVersion, replacement: ModelVersion | None) -> None:
         """Close ``old`` once its leased requests are done; fix up its gauges."""

@@ -7,19 +7,27 @@ import asyncio
 import base64
 import io
 import json
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from anomaly.errors import BundleError, InputError, PayloadTooLargeError
-from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor, rows_to_columns
+from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor
 from anomaly.scorer import ScoreResult
 from service.errors import UnsupportedMediaTypeError
 from service.repository import ModelVersion
-from service.state import check_api_key, finite, get_state, json_response, scoring_request
+from service.state import (
+    check_api_key,
+    finite,
+    get_state,
+    json_response,
+    query_bool,
+    query_int,
+    scoring_request,
+)
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -36,6 +44,27 @@ SCORE_BODY_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
 }}}
+
+
+def _query_doc(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+SCORE_QUERY_DOC = [
+    _query_doc("explain", {"type": "boolean", "default": False},
+               "add the top-k columns (rows) or the heat map as a base64 PNG (images)"),
+    _query_doc("top_k", {"type": "integer", "minimum": 1, "maximum": 1000},
+               "columns per row with explain (default: the service's explain_top_k)"),
+    _query_doc("raw_map", {"type": "boolean", "default": False},
+               "with explain on images, also the raw (H, W) map in nats per pixel"),
+    _query_doc("seed", {"type": "integer", "minimum": 0},
+               "noise seed for every sample of the request (default: the service's)"),
+    _query_doc("version", {"type": "integer", "minimum": 1},
+               "model version (default: the latest loaded)"),
+    _query_doc("mc_samples", {"type": "integer", "minimum": 1},
+               "latent samples L (default: the bundle's)"),
+]
 
 
 @router.get("/models", summary="Loaded models and their versions")
@@ -69,30 +98,21 @@ async def reload_model(request: Request, name: str, force: bool = False) -> Resp
     return json_response(report)
 
 
-@router.post("/models/{name}/score", summary="Score rows or images", openapi_extra=SCORE_BODY_DOC)
-async def score(
-    request: Request,
-    name: str,
-    explain: Annotated[bool, Query(description="top-k columns (rows) or heat map (images)")]
-    = False,
-    top_k: Annotated[int | None, Query(ge=1, le=1000, description="columns per row")] = None,
-    raw_map: Annotated[bool, Query(description="also return the raw heat map (images)")]
-    = False,
-    seed: Annotated[int | None, Query(ge=0, lt=2**63, description="noise seed")] = None,
-    version: Annotated[int | None, Query(ge=1, description="default: the latest")] = None,
-    mc_samples: Annotated[int | None, Query(ge=1, description="latent samples L")] = None,
-) -> Response:
+@router.post("/models/{name}/score", summary="Score rows or images",
+             openapi_extra={**SCORE_BODY_DOC, "parameters": SCORE_QUERY_DOC})
+async def score(request: Request, name: str) -> Response:
     """Rows: ``application/json`` ``{"rows": [{col: value}, ...]}`` or ``text/csv`` with a
     header. Images: a raw ``image/png`` / ``image/jpeg`` body or ``multipart/form-data`` with
     one or more files. One result per row or image, in order."""
-    state = get_state(request)
-    settings = state.settings
+    settings = get_state(request).settings
 
     async def work(mv: ModelVersion) -> Response:
-        n_mc = mc_samples or mv.scorer.mc_samples  # L, latent samples per input
-        if n_mc > settings.max_mc_samples:
-            raise InputError(f"mc_samples={n_mc} is over the limit of "
-                             f"{settings.max_mc_samples}")
+        explain = query_bool(request, "explain")
+        raw_map = query_bool(request, "raw_map")
+        top_k = query_int(request, "top_k", 1, 1000) or settings.explain_top_k
+        seed = query_int(request, "seed", 0, 2**63 - 1)
+        n_mc = query_int(request, "mc_samples", 1, settings.max_mc_samples) \
+            or mv.scorer.mc_samples  # L, latent samples per input
         x, filenames = await _read_inputs(request, mv)  # (B, D)
         s = settings.default_seed if seed is None else seed
         result = await mv.batcher.submit(x, [s] * x.shape[0], n_mc)
@@ -102,10 +122,10 @@ async def score(
             for item, fname in zip(items, filenames, strict=True):
                 item["filename"] = fname
         if explain:
-            await _explain(mv, result, items, top_k or settings.explain_top_k, raw_map)
+            await _explain(mv, result, items, top_k, raw_map)
         return json_response({"model": mv.name, "version": mv.version, "results": items})
 
-    return await scoring_request(request, name, version, work)
+    return await scoring_request(request, name, None, work, version_from_query=True)
 
 
 def _items(mv: ModelVersion, result: ScoreResult) -> list[dict[str, Any]]:
@@ -167,15 +187,16 @@ async def _read_inputs(request: Request, mv: ModelVersion) -> tuple[np.ndarray, 
             raise InputError(f"model '{mv.name}' scores images: send image/png, image/jpeg "
                              "or multipart/form-data files, not rows")
         body = await request.body()
-        columns = _json_columns(body, limit) if ctype == "application/json" \
-            else _csv_columns(body, limit)
-        return prep.transform(columns, strict=True).x, []
+        if ctype == "application/json":
+            assert mv.rows is not None  # every tabular version has its row encoder
+            return mv.rows.encode(_json_rows(body, limit)), []
+        return prep.transform(_csv_columns(body, limit), strict=True).x, []
     raise UnsupportedMediaTypeError(
         f"unsupported Content-Type '{ctype or '(none)'}': send application/json or text/csv "
         "rows, or image/png, image/jpeg or multipart/form-data images")
 
 
-def _json_columns(body: bytes, limit: int) -> dict[str, list[Any]]:
+def _json_rows(body: bytes, limit: int) -> list[Any]:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -188,7 +209,7 @@ def _json_columns(body: bytes, limit: int) -> dict[str, list[Any]]:
         raise InputError("\"rows\" must be a list of objects")
     if len(rows) > limit:
         raise PayloadTooLargeError(f"{len(rows)} rows in one request; the limit is {limit}")
-    return rows_to_columns(rows)
+    return rows
 
 
 def _csv_columns(body: bytes, limit: int) -> dict[str, Any]:

@@ -11,11 +11,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import Request
 from starlette.responses import Response
 
-from anomaly.errors import AnomalyError, AuthError, OverloadedError
+from anomaly.errors import AnomalyError, AuthError, InputError, OverloadedError
 from service.config import Settings
 from service.metrics import ServiceMetrics
 from service.repository import ModelRepository, ModelVersion
@@ -65,16 +66,60 @@ def arrival(request: Request) -> float:
     return float(t0) if t0 is not None else time.perf_counter()
 
 
+TRUE = frozenset({"1", "true", "yes", "on"})
+FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _query(request: Request) -> dict[str, str]:
+    """The query string as {key: last value}, parsed once per request. Parsed by hand:
+    FastAPI's per-parameter validation costs more than scoring one row."""
+    state = request.scope.setdefault("state", {})
+    parsed: dict[str, str] | None = state.get("query")
+    if parsed is None:
+        raw = request.scope.get("query_string", b"")
+        parsed = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
+        state["query"] = parsed
+    return parsed
+
+
+def query_bool(request: Request, key: str, default: bool = False) -> bool:
+    """A boolean query parameter (true/false, 1/0, yes/no, on/off); InputError otherwise."""
+    raw = _query(request).get(key)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in TRUE or value in FALSE:
+        return value in TRUE
+    raise InputError(f"query parameter {key}={raw!r} must be true or false")
+
+
+def query_int(request: Request, key: str, lo: int, hi: int) -> int | None:
+    """An integer query parameter in [lo, hi], or None when absent; InputError otherwise."""
+    raw = _query(request).get(key)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError(f"query parameter {key}={raw!r} must be an integer") from None
+    if not lo <= value <= hi:
+        raise InputError(f"query parameter {key}={value} must be in [{lo}, {hi}]")
+    return value
+
+
 async def scoring_request(request: Request, name: str, version: int | None,
-                          work: Callable[[ModelVersion], Awaitable[Response]]) -> Response:
-    """Authenticate, lease the model version, run ``work`` on it and count the outcome.
-    Requests naming an unknown model are not counted (their name would be an unbounded
-    label value)."""
+                          work: Callable[[ModelVersion], Awaitable[Response]],
+                          version_from_query: bool = False) -> Response:
+    """Authenticate, lease the model version (``version``, or ``?version=`` when
+    ``version_from_query``), run ``work`` on it and count the outcome. Requests naming an
+    unknown model are not counted (their name would be an unbounded label value)."""
     state = get_state(request)
     t0 = arrival(request)
     mv: ModelVersion | None = None
     try:
         check_api_key(state, request)
+        if version_from_query:
+            version = query_int(request, "version", 1, 2**31)
         with state.repository.lease(name, version) as mv:
             response = await work(mv)
     except BaseException as exc:

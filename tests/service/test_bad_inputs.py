@@ -115,7 +115,7 @@ def cases(b: TrainedBundles) -> list[Case]:
         Case("mc_samples zero", "POST", CANCER + "?mc_samples=0", 422, "mc_samples",
              json={"rows": [row]}),
         Case("mc_samples over the limit", "POST", CANCER + "?mc_samples=100000", 422,
-             "over the limit", json={"rows": [row]}),
+             "must be in [1, 1024]", json={"rows": [row]}),
         Case("negative seed", "POST", CANCER + "?seed=-1", 422, "seed",
              json={"rows": [row]}),
         Case("reload unknown model", "POST", "/v1/models/nope/reload", 404, "no model "
