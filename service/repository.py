@@ -91,10 +91,12 @@ class ModelEntry:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     failures: dict[int, LoadFailure] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    latest: ModelVersion | None = None  # the highest loaded version: the default
 
-    @property
-    def latest(self) -> ModelVersion | None:
-        return self.versions[max(self.versions)] if self.versions else None
+    def swap(self, versions: dict[int, ModelVersion]) -> None:
+        """Install a new version table (one assignment each: atomic on the event loop)."""
+        self.versions = versions
+        self.latest = versions[max(versions)] if versions else None
 
 
 @dataclass
@@ -254,7 +256,7 @@ class ModelRepository:
             for version in list(entry.failures):
                 if version not in found:
                     del entry.failures[version]
-            entry.versions = new  # the atomic swap
+            entry.swap(new)  # the atomic swap
             report.serving = sorted(new)
             report.unloaded = sorted(v for v in current if v not in new)
             for version, old in current.items():
@@ -327,7 +329,7 @@ class ModelRepository:
         for entry in list(self.models.values()):
             for mv in entry.versions.values():
                 self._retire(mv, replacement=None)
-            entry.versions = {}
+            entry.swap({})
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
 

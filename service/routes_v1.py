@@ -168,12 +168,15 @@ async def _read_inputs(request: Request, mv: ModelVersion) -> tuple[np.ndarray, 
                              "{\"rows\": [...]} or text/csv, not images")
         if ctype == "multipart/form-data":
             form = await request.form(max_files=limit, max_fields=limit)
-            uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-            if not uploads:
-                raise InputError("the multipart body holds no files; attach one or more "
-                                 "images as file parts")
-            blobs = [await u.read() for u in uploads]
-            names = [u.filename or f"image {i}" for i, u in enumerate(uploads)]
+            try:
+                uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+                if not uploads:
+                    raise InputError("the multipart body holds no files; attach one or more "
+                                     "images as file parts")
+                blobs = [await u.read() for u in uploads]
+                names = [u.filename or f"image {i}" for i, u in enumerate(uploads)]
+            finally:
+                await form.close()  # spooled temporary files
         else:
             blobs, names = [await request.body()], []
         if len(blobs) > limit:
