@@ -70,6 +70,11 @@ MUTATIONS = {
         "          summary: \"{{ $labels.model }} v{{ $labels.version }} flags",
         "        for: 15m\n        labels:\n          severity: critical\n        annotations:\n"
         "          summary: \"{{ $labels.model }} v{{ $labels.version }} flags"),
+    "anomaly rate: critical window 10m -> 30m": (
+        "(rate(anomaly_anomalies_total[10m]))\n"
+        "            / sum by (model, version) (rate(anomaly_samples_scored_total[10m]))",
+        "(rate(anomaly_anomalies_total[30m]))\n"
+        "            / sum by (model, version) (rate(anomaly_samples_scored_total[30m]))"),
     "anomaly rate: per-instance instead of summed over replicas": (
         "sum by (model, version) (rate(anomaly_anomalies_total[30m]))",
         "max by (model, version) (rate(anomaly_anomalies_total[30m]))"),
