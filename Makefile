@@ -3,9 +3,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= cpu,train,dev
+EXTRAS ?= cpu,train,dev,deploy
 
-.PHONY: install demo test lint test-slow bench clean
+.PHONY: install demo test lint test-slow clean prometheusrule
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "): set PYTHON=/path/to/python3.11")'
@@ -34,3 +34,7 @@ test-slow: install
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the prometheus-operator PrometheusRule from deploy/prometheus/alerts.yml.
+prometheusrule: install
+	$(BIN)/python deploy/gen_prometheusrule.py
