@@ -151,7 +151,7 @@ def _to_float(name: str, values: Sequence[Any] | np.ndarray) -> tuple[np.ndarray
                 continue
             try:
                 out[i] = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: int beyond float
                 problems[i] = f"column '{name}': {value!r} is not a number"
                 out[i] = np.nan
     for i in np.flatnonzero(~np.isfinite(out)).tolist():
