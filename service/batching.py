@@ -77,6 +77,8 @@ class DynamicBatcher:
                                             thread_name_prefix=f"ort-{label}")
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # read at scrape time (on the event loop), so submit() pays nothing for the gauge
+        metrics.queue_depth.set_function(lambda: self._queued)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -100,7 +102,7 @@ class DynamicBatcher:
         if x.ndim != 2 or x.shape[1] != self.scorer.input_dim or x.shape[0] == 0:
             raise InputError(f"expected input of shape (batch >= 1, {self.scorer.input_dim}), "
                              f"got {tuple(x.shape)}")
-        if not np.all(np.isfinite(x)):  # checked here so one caller cannot fail a whole batch
+        if not np.isfinite(x).all():  # checked here so one caller cannot fail a whole batch
             raise InputError("input contains NaN or infinite values")
         if len(seeds) != x.shape[0]:
             raise InputError(f"got {len(seeds)} seeds for {x.shape[0]} samples")
@@ -113,7 +115,6 @@ class DynamicBatcher:
         future: asyncio.Future[ScoreResult] = asyncio.get_running_loop().create_future()
         self._items.append(_Item(x, list(seeds), mc_samples, future))
         self._queued += n
-        self.metrics.queue_depth.set(self._queued)
         self._idle.clear()
         self._arrived.set()
         return future
@@ -191,7 +192,6 @@ class DynamicBatcher:
                 rest.append(item)
         rest.extend(self._items)
         self._items = rest
-        self.metrics.queue_depth.set(self._queued)
         return batch
 
     async def _execute(self, batch: list[_Item]) -> None:

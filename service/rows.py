@@ -61,7 +61,7 @@ class RowEncoder:
                 if numeric:
                     try:
                         f = float(value)
-                    except (TypeError, ValueError):
+                    except (TypeError, ValueError, OverflowError):
                         raise _Fallback from None
                     if not math.isfinite(f):
                         raise _Fallback

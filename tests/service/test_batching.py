@@ -96,7 +96,8 @@ def test_queue_is_bounded(scorer: Scorer, bundles: TrainedBundles) -> None:
                                     retry_after_s=3.0)
         pending = [batcher.submit(x[i:i + 1], [0], 16) for i in range(3)]
         assert batcher.queued == 3
-        assert metrics.queue_depth.labels("cancer", "1")._value.get() == 3
+        assert metrics.registry.get_sample_value(
+            "anomaly_queue_depth", {"model": "cancer", "version": "1"}) == 3
         with pytest.raises(OverloadedError) as info:
             batcher.submit(x[3:4], [0], 16)
         assert info.value.retry_after_s == 3.0

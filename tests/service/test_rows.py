@@ -33,6 +33,7 @@ def test_identical_to_the_library_on_mixed_rows() -> None:
         {"t": "19.25", "color": "green", "p": 3, "code": 30.0},  # unknown category, 30.0 = "30"
         {"t": True, "color": " blue ", "p": -0.999999, "code": 1, "extra": "ignored"},
         {"t": 1e30, "color": "red", "p": "-1e-3", "code": "7"},
+        {"t": " 1_000 ", "color": "red", "p": "+.5", "code": 2},
     ]
     np.testing.assert_array_equal(RowEncoder(prep).encode(rows), _library(prep, rows))
 
@@ -54,6 +55,10 @@ def test_identical_to_the_library_on_real_rows(bundles: TrainedBundles) -> None:
     [{"t": float("nan"), "color": "red", "p": 1.0, "code": "1"}],
     [{"t": 1.0, "color": " ", "p": 1.0, "code": "1"}],
     [{"t": [1], "color": "red", "p": 1.0, "code": "1"}],
+    [{"t": "0x10", "color": "red", "p": 1.0, "code": "1"}],
+    [{"t": "inf", "color": "red", "p": 1.0, "code": "1"}],
+    [{"t": 10**400, "color": "red", "p": 1.0, "code": "1"}],
+    [{"t": 1.0, "color": "red", "p": 1.0, "code": None}],
     [["not", "a", "row"]],
 ])
 def test_bad_rows_raise_the_library_error(rows: list[Any]) -> None:
