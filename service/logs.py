@@ -3,11 +3,12 @@ parsing rules. Extra fields ride on ``extra={"fields": {...}}``."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any
+
+import orjson
 
 ACCESS_LOGGER = "service.access"
 
@@ -35,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return orjson.dumps(entry, default=str).decode()
 
 
 def configure(level: str = "info") -> None:

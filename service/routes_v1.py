@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from service.state import (
     finite,
     get_state,
     json_response,
+    loads,
     query_bool,
     query_int,
     scoring_request,
@@ -200,11 +200,7 @@ async def _read_inputs(request: Request, mv: ModelVersion) -> tuple[np.ndarray, 
 
 
 def _json_rows(body: bytes, limit: int) -> list[Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"the body is not valid JSON ({exc}); send {{\"rows\": [...]}}") \
-            from exc
+    payload = loads(body, "the body")
     if not isinstance(payload, dict) or "rows" not in payload:
         raise InputError("expected a JSON object {\"rows\": [{\"column\": value, ...}, ...]}")
     rows = payload["rows"]

@@ -11,17 +11,17 @@ travel as JSON ``data`` or with Triton's binary tensor extension
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import math
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from anomaly.errors import InputError, PayloadTooLargeError
 from service.repository import ModelVersion
-from service.state import get_state, json_response, scoring_request
+from service.state import get_state, json_response, loads, scoring_request
 
 router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"])
 
@@ -155,10 +155,7 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any],
         raw, binary = body[:cut], body[cut:]
     else:
         raw, binary = body, b""
-    try:
-        header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"the inference request is not valid JSON ({exc})") from exc
+    header = loads(raw, "the inference request")
     if not isinstance(header, dict):
         raise InputError("the inference request must be a JSON object with 'inputs'")
     return header, binary
@@ -293,6 +290,6 @@ def _response(header: dict[str, Any], params: dict[str, Any], mv: ModelVersion,
         body["id"] = header["id"]
     if not chunks:
         return json_response(body)
-    head = json.dumps(body).encode()
+    head = orjson.dumps(body)
     return Response(head + b"".join(chunks), media_type="application/octet-stream",
                     headers={"Inference-Header-Content-Length": str(len(head))})

@@ -31,6 +31,16 @@ def _png_header_only(width: int, height: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
+def _binary_header(batch: int) -> bytes:
+    return json.dumps({"inputs": [{"name": "x", "shape": [batch, 30], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": batch * 120}}]}).encode()
+
+
+def _binary_infer(x: np.ndarray) -> bytes:
+    """An OIP request with x (B, 30) float32 as a binary tensor."""
+    return _binary_header(x.shape[0]) + x.astype("<f4").tobytes()
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -43,6 +53,7 @@ class Case:
     content_type: str | None = None
     auth: dict[str, str] | None = None
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
+    headers: dict[str, str] | None = None
 
 
 def _row(bundles: TrainedBundles, **override: Any) -> dict[str, Any]:
@@ -80,7 +91,9 @@ def cases(b: TrainedBundles) -> list[Case]:
              json={"rows": [_row(b, mean_area="big")]}),
         Case("null value", "POST", CANCER, 422, "value is missing",
              json={"rows": [_row(b, mean_area=None)]}),
-        Case("NaN literal", "POST", CANCER, 422, "nan or infinite",
+        Case("overflowing number", "POST", CANCER, 422, "not valid json",
+             content=b'{"rows": [{"mean_area": 1e999}]}', content_type="application/json"),
+        Case("NaN literal (not JSON)", "POST", CANCER, 422, "not valid json",
              content=json.dumps({"rows": [_row(b, mean_area=float("nan"))]}).encode(),
              content_type="application/json"),
         Case("too many rows", "POST", CANCER, 413, "limit is 600",
@@ -138,11 +151,18 @@ def cases(b: TrainedBundles) -> list[Case]:
         Case("oip strings as data", "POST", INFER, 422, "must be numbers",
              json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32",
                                "data": ["a", "b"]}]}),
-        Case("oip NaN", "POST", INFER, 422, "nan or infinite",
+        Case("oip NaN literal", "POST", INFER, 422, "not valid json",
              content=json.dumps({"inputs": [{"name": "x", "shape": [1, 30],
                                              "datatype": "FP32",
                                              "data": [float("nan")] * 30}]}).encode(),
              content_type="application/json"),
+        Case("oip NaN in a binary tensor", "POST", INFER, 422, "nan or infinite",
+             content=_binary_infer(np.full((1, 30), np.nan, np.float32)),
+             content_type="application/octet-stream",
+             headers={"Inference-Header-Content-Length": str(len(_binary_header(1)))}),
+        Case("oip header length too long", "POST", INFER, 422, "does not fit",
+             content=b"{}", content_type="application/octet-stream",
+             headers={"Inference-Header-Content-Length": "999"}),
         Case("oip unknown output", "POST", INFER, 422, "unknown output",
              json={"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32",
                                "data": x30}], "outputs": [{"name": "latent"}]}),
@@ -156,7 +176,7 @@ def cases(b: TrainedBundles) -> list[Case]:
 
 
 def _send(c: httpx.Client, case: Case) -> httpx.Response:
-    headers = dict(AUTH if case.auth is None else case.auth)
+    headers = dict(AUTH if case.auth is None else case.auth) | (case.headers or {})
     if case.content_type is not None:
         headers["Content-Type"] = case.content_type
     if case.files is not None:

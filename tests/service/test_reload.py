@@ -149,8 +149,8 @@ def test_failed_load_keeps_old_version_and_is_reported(reload_server: tuple[Serv
         listed = next(m for m in c.get("/v1/models").json()["models"]
                       if m["name"] == "cancer")
         assert listed["load_errors"] == []
-    errors = [json.loads(line) for line in server.log_lines()
-              if '"level": "error"' in line and "failed" in line]
+    entries = [json.loads(line) for line in server.log_lines()]
+    errors = [e for e in entries if e["level"] == "error" and "failed" in e["msg"]]
     assert any(e.get("model") == "cancer" and e.get("version") == 3 for e in errors)
 
 
