@@ -69,7 +69,9 @@ class DynamicBatcher:
         self._items: deque[_Item] = deque()
         self._queued = 0  # samples in self._items
         self._in_flight = 0  # onnxruntime calls running
-        self._arrived = asyncio.Event()  # set when an item is queued
+        # set when the batcher should look again: the first item arrived, the batch is full,
+        # or the oldest item's delay ran out
+        self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set when nothing is queued or running
         self._idle.set()
         self._slots = asyncio.Semaphore(config.instances)
@@ -116,7 +118,8 @@ class DynamicBatcher:
         self._items.append(_Item(x, list(seeds), mc_samples, future))
         self._queued += n
         self._idle.clear()
-        self._arrived.set()
+        if self._queued == n or self._queued >= self.config.max_batch_size:
+            self._wake.set()  # not on every arrival: the batcher would wake once per request
         return future
 
     async def close(self) -> None:
@@ -136,8 +139,8 @@ class DynamicBatcher:
             await self._slots.acquire()
             try:
                 while not self._items:
-                    self._arrived.clear()
-                    await self._arrived.wait()
+                    self._wake.clear()
+                    await self._wake.wait()
                 await self._fill()
                 batch = self._take()
             except BaseException:
@@ -151,20 +154,20 @@ class DynamicBatcher:
             asyncio.get_running_loop().create_task(self._execute(batch))
 
     async def _fill(self) -> None:
-        """Wait until the batch is full or the oldest item has waited max_queue_delay."""
+        """Wait until the batch is full or the oldest item has waited max_queue_delay (one
+        timer per batch, woken early by submit() when the batch fills)."""
         cfg = self.config
-        if not cfg.enabled or cfg.max_queue_delay_s <= 0:
+        if not cfg.enabled or cfg.max_queue_delay_s <= 0 or self._queued >= cfg.max_batch_size:
             return
-        deadline = self._items[0].enqueued + cfg.max_queue_delay_s
-        while self._queued < cfg.max_batch_size:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                return
+        remaining = self._items[0].enqueued + cfg.max_queue_delay_s - time.perf_counter()
+        if remaining <= 0:
+            return
+        self._wake.clear()
+        timer = asyncio.get_running_loop().call_later(remaining, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            timer.cancel()
 
     def _take(self) -> list[_Item]:
         """Pop the next batch: the oldest item, then later items with the same number of MC
