@@ -60,7 +60,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
     options = ScoreOptions(
         mc_samples=args.mc_samples, seed=args.seed, explain=args.explain,
         heatmaps=args.heatmaps, id_column=args.id_column, progress=not args.quiet,
-        providers=args.providers.split(",") if args.providers else None)
+        providers=args.providers.split(",") if args.providers else None,
+        fail_on_bad=args.fail_on_bad, resume=args.resume, engine=args.engine,
+        ray_address=args.ray_address, chunk_rows=args.chunk_rows)
     summary = score_path(args.bundle, args.input, args.out, options)
     print(summary.describe())
     return 0
@@ -86,9 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vae-anomaly {version}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = commands.add_parser("score", help="score a CSV/Parquet file or an image folder")
+    p = commands.add_parser(
+        "score", help="score CSV/Parquet files or an image folder (streaming, resumable)",
+        description="Score a CSV or Parquet file, a glob of them ('data/*.csv', quoted), or a "
+                    "folder of images (recursive), chunk by chunk in bounded memory. Rows that "
+                    "cannot be scored go to OUT-stem.rejects.csv with the reason.")
     p.add_argument("bundle", help="model bundle directory")
-    p.add_argument("input", help="CSV or Parquet file, or a folder of images")
+    p.add_argument("input", help="CSV or Parquet file, a glob of them, or a folder of images")
     p.add_argument("--out", required=True, help="output file (.csv or .parquet)")
     p.add_argument("--mc-samples", type=int, default=None,
                    help="latent samples L (default: the bundle's)")
@@ -98,9 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmaps", default=None, metavar="DIR",
                    help="write an anomaly heat-map PNG per image to DIR")
     p.add_argument("--id-column", default=None,
-                   help="input column copied to the output to identify rows")
+                   help="input column copied to the output to identify rows (default: the "
+                        "row number)")
     p.add_argument("--providers", default=None,
                    help="onnxruntime execution providers, comma-separated")
+    p.add_argument("--fail-on-bad", action="store_true",
+                   help="stop at the first bad row or image instead of writing it to the "
+                        "rejects file")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the same arguments from its last "
+                        "finished chunk")
+    p.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                   help="rows (or images) per chunk: the unit of memory and of --resume "
+                        "(default 16384 rows, 256 images)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: Ray Data (pip install 'vae-anomaly[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to use with --engine ray (default: start a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_score)
 

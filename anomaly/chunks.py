@@ -1,0 +1,282 @@
+"""One chunk of batch input -> one result table; the same code for every engine.
+
+Two steps, so that an engine can run them in different places (the Ray engine prepares in
+read tasks and scores in actors that hold the onnxruntime session):
+
+* ``prepare_*_chunk``: raw rows or image files -> a *prepared* table: the chunk's keys, id,
+  ``__reject`` (why a row cannot be scored) and ``__x``, the graph's input row;
+* :func:`score_prepared`: prepared table -> a result table in :class:`ResultLayout`.
+
+Preprocessing is :meth:`TabularPreprocessor.transform` / :meth:`ImagePreprocessor.decode`, the
+same as the scorer and the service use; this module only hands them the values fast (numeric
+columns parsed by Arrow when they all parse, categorical columns mapped once per distinct
+value). Noise depends only on the seed, so a row's score does not depend on its chunk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from anomaly import plots
+from anomaly.errors import InputError
+from anomaly.output import INDEX_COL, PATH_COL, ResultLayout
+from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor, category_key
+from anomaly.schema import CategoricalColumn, NumericColumn
+from anomaly.scorer import Scorer, ScoreResult
+from anomaly.tables import FILE_COL, REJECT_COL, ROW_COL
+
+X_COL = "__x"  # fixed_size_list<float32>[D]: the graph's input row (zeros for rejects)
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """What the scoring step needs besides the scorer; plain data, so it pickles to actors."""
+
+    layout: ResultLayout
+    seed: int = 0
+    mc_samples: int | None = None
+    heatmaps: str | None = None  # folder for heat-map PNGs (images)
+
+
+def result_columns(scorer: Scorer, result: ScoreResult, explain: int) -> dict[str, np.ndarray]:
+    """score, p_value, is_anomaly (+ top-K attributions for tabular models), each (B,)."""
+    out: dict[str, np.ndarray] = {
+        "score": result.scores, "p_value": result.p_values, "is_anomaly": result.is_anomaly}
+    if explain > 0:
+        tops = scorer.top_columns(result, explain)
+        for k in range(min(explain, len(tops[0]) if tops else 0)):
+            out[f"top{k + 1}_column"] = np.array([t[k][0] for t in tops], dtype=object)
+            out[f"top{k + 1}_score"] = np.array([t[k][1] for t in tops])
+    return out
+
+
+# --- tables -------------------------------------------------------------------------------
+
+def prepare_table_chunk(prep: TabularPreprocessor, raw: pa.Table, layout: ResultLayout,
+                        from_csv: bool) -> pa.Table:
+    """A raw chunk from :func:`anomaly.tables.iter_table_chunks` -> prepared table."""
+    n = raw.num_rows
+    reasons: list[str | None] = raw.column(REJECT_COL).to_pylist()
+    good = np.flatnonzero(np.asarray(raw.column(REJECT_COL).is_null()))  # (G,) chunk positions
+    sub = raw if good.size == n else raw.take(good)
+    columns: dict[str, Any] = {}
+    text_rejects: dict[int, str] = {}  # position in sub -> reason
+    for col in prep.schema.columns:
+        values = sub.column(col.name).combine_chunks()
+        if isinstance(col, NumericColumn):
+            columns[col.name] = numeric_values(values)
+        else:
+            assert isinstance(col, CategoricalColumn)
+            columns[col.name], bad = categorical_values(
+                col.name, values, frozenset(col.categories), from_csv)
+            for i, why in bad.items():
+                text_rejects.setdefault(i, why)
+    x_all = np.zeros((n, prep.input_dim), dtype=np.float32)  # (n, D)
+    if good.size:
+        prepared = prep.transform(columns, strict=False)  # x (B, D), index (B,) into sub
+        for i, why in {**text_rejects, **prepared.rejects}.items():
+            reasons[int(good[i])] = why
+        keep = np.array([i not in text_rejects for i in prepared.index.tolist()], dtype=bool)
+        x_all[good[prepared.index[keep]]] = prepared.x[keep]
+    fields = [raw.column(FILE_COL), raw.column(ROW_COL)]
+    names = [FILE_COL, ROW_COL]
+    if layout.id_column:
+        fields.append(id_values(raw.column(layout.id_column), layout))
+        names.append(layout.id_column)
+    fields += [pa.array(reasons, pa.string()), _x_column(x_all)]
+    return pa.Table.from_arrays(fields, names=[*names, REJECT_COL, X_COL])
+
+
+def numeric_values(arr: pa.Array) -> np.ndarray:
+    """A numeric column's values for ``transform``: float64 when Arrow parses them all (the
+    fast path), else the raw values as Python objects so that ``transform`` reports exactly
+    which are missing or not numbers. Arrow accepts a subset of what Python's ``float`` does
+    and rounds the same way, so both paths give the same numbers."""
+    t = arr.type
+    if arr.null_count == 0:
+        if pa.types.is_floating(t) or pa.types.is_integer(t):
+            return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        if pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+            try:
+                return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+    values = arr.to_pylist()
+    if pa.types.is_binary(t):
+        values = [None if v is None else v.decode("utf-8", "replace") for v in values]
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def categorical_values(name: str, arr: pa.Array, known: frozenset[str], from_csv: bool
+                       ) -> tuple[np.ndarray, dict[int, str]]:
+    """A categorical column's values for ``transform`` (object array, None = missing), plus
+    rejects for bytes that are not UTF-8. Work is per distinct value, not per row."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if not (pa.types.is_binary(arr.type) or pa.types.is_string(arr.type)
+            or pa.types.is_large_string(arr.type)):
+        out = np.empty(len(arr), dtype=object)
+        out[:] = arr.to_pylist()  # numbers, booleans: category_key() normalises them
+        return out, {}
+    encoded = pc.dictionary_encode(arr)
+    mapped: list[str | None] = []
+    invalid: list[int] = []
+    for j, value in enumerate(encoded.dictionary.to_pylist()):
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                value = value.decode("utf-8", "replace")
+                invalid.append(j)
+        mapped.append(csv_category(value, known) if from_csv else value)
+    lookup = np.empty(len(mapped) + 1, dtype=object)
+    lookup[:-1] = mapped  # last slot: None, for nulls
+    codes = encoded.indices.fill_null(len(mapped)).to_numpy(zero_copy_only=False)  # (n,)
+    bad = {int(i): f"column '{name}': value is not valid UTF-8 text (is the file in "
+                   "another encoding?)" for i in np.flatnonzero(np.isin(codes, invalid))}
+    return lookup[codes], bad
+
+
+def csv_category(text: str, known: frozenset[str]) -> str:
+    """A CSV field of a categorical column -> the value ``transform`` should see.
+
+    Training and the service read CSV with Arrow's type inference, so a column of ``1.0``,
+    ``2.0`` became floats (categories "1", "2") and ``true``/``false`` booleans ("True",
+    "False"). Batch scoring reads fields as text; a field that is not itself a known category
+    but means one once read as a number or boolean is mapped to it, as inference would have.
+    Anything else is left alone (an unknown category stays unknown)."""
+    key = text.strip()
+    if not key or key in known:
+        return text
+    candidate: str | None = None
+    if key.lower() in ("true", "false"):
+        candidate = "True" if key.lower() == "true" else "False"
+    else:
+        try:
+            candidate = str(int(key))
+        except ValueError:
+            try:
+                candidate = category_key(float(key))
+            except ValueError:
+                candidate = None
+    return candidate if candidate is not None and candidate in known else text
+
+
+def id_values(arr: pa.ChunkedArray, layout: ResultLayout) -> pa.Array:
+    """The id column as the layout's type (text for CSV, where it is read as bytes)."""
+    arr = arr.combine_chunks()
+    target = layout.id_type or pa.string()
+    if arr.type == target:
+        return arr
+    if pa.types.is_binary(arr.type) and pa.types.is_string(target):
+        try:
+            return pc.cast(arr, target)
+        except pa.ArrowInvalid:  # not UTF-8: keep the row, show the bytes as best we can
+            return pa.array([None if v is None else v.decode("utf-8", "replace")
+                             for v in arr.to_pylist()], pa.string())
+    try:
+        return pc.cast(arr, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"--id-column '{layout.id_column}' is {arr.type} in one file and "
+                         f"{target} in another; give files with matching types") from exc
+
+
+# --- images -------------------------------------------------------------------------------
+
+def prepare_image_chunk(prep: ImagePreprocessor, root: Path, start: int,
+                        relpaths: list[str]) -> pa.Table:
+    """Image files ``root/relpath`` (positions ``start``... in the sorted list) -> prepared
+    table. An unreadable or undecodable file becomes a reject, not an error."""
+    n = len(relpaths)
+    x = np.zeros((n, prep.input_dim), dtype=np.float32)  # (n, C*H*W)
+    reasons: list[str | None] = [None] * n
+    for i, rel in enumerate(relpaths):
+        try:
+            data = (root / rel).read_bytes()
+        except OSError as exc:
+            reasons[i] = f"cannot read the file: {exc.strerror or exc}"
+            continue
+        try:
+            x[i] = prep.decode(data, name=rel).reshape(-1)
+        except InputError as exc:
+            reasons[i] = str(exc)
+    return pa.Table.from_arrays(
+        [pa.array(np.arange(start, start + n, dtype=np.int64)), pa.array(relpaths, pa.string()),
+         pa.array(reasons, pa.string()), _x_column(x)],
+        names=[INDEX_COL, PATH_COL, REJECT_COL, X_COL])
+
+
+# --- scoring ------------------------------------------------------------------------------
+
+def score_prepared(scorer: Scorer, prepared: pa.Table, settings: ScoreSettings) -> pa.Table:
+    """Prepared table -> result table (every row; scores null where ``__reject`` is set)."""
+    layout = settings.layout
+    n = prepared.num_rows
+    ok = np.asarray(prepared.column(REJECT_COL).is_null())  # (n,) bool
+    pos = np.flatnonzero(ok)  # (B,)
+    values: dict[str, np.ndarray] = {}
+    if pos.size:
+        x = x_matrix(prepared)[pos]  # (B, D)
+        result = scorer.score(x, settings.seed, settings.mc_samples)
+        values = result_columns(scorer, result, layout.explain)
+        if settings.heatmaps and layout.kind == "image":
+            paths = prepared.column(PATH_COL).take(pa.array(pos)).to_pylist()
+            write_heatmaps(scorer, result, x, paths, Path(settings.heatmaps))
+    arrays: list[Any] = [prepared.column(f.name) for f in layout.key_fields()]
+    arrays += [prepared.column(f.name) for f in layout.id_fields()]
+    for field in layout.score_fields():
+        full = np.empty(n, dtype=object if pa.types.is_string(field.type) else
+                        (np.bool_ if pa.types.is_boolean(field.type) else np.float64))
+        if pos.size:
+            full[pos] = values[field.name]
+        arrays.append(pa.array(full, field.type, mask=~ok))
+    arrays.append(prepared.column(REJECT_COL))
+    return pa.Table.from_arrays(arrays, schema=layout.result_schema())
+
+
+def chunk_ids(prepared: pa.Table, layout: ResultLayout, chunk_rows: int) -> np.ndarray:
+    """(n,) int64 id of the chunk each row belongs to: rows scored together in the local
+    engine. Another engine that scores these groups as units gets bit-identical scores
+    (onnxruntime's results can differ in the last bit with the batch's composition)."""
+    if layout.kind == "image":
+        return np.asarray(prepared.column(INDEX_COL), dtype=np.int64) // chunk_rows
+    files = np.asarray(prepared.column(FILE_COL), dtype=np.int64)
+    return (files << 40) + np.asarray(prepared.column(ROW_COL), dtype=np.int64) // chunk_rows
+
+
+def x_matrix(prepared: pa.Table) -> np.ndarray:
+    """The ``__x`` column as a (n, D) float32 array."""
+    col = prepared.column(X_COL).combine_chunks()
+    width = col.type.list_size
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+
+
+def _x_column(x: np.ndarray) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), x.shape[1])
+
+
+def write_heatmaps(scorer: Scorer, result: ScoreResult, x: np.ndarray, relpaths: list[str],
+                   heat_dir: Path) -> None:
+    """One PNG per image at ``heat_dir/<relpath>.png``, each written atomically."""
+    shape = scorer._image().shape  # (C, H, W)
+    maps = scorer.heatmaps(result)  # (B, H, W)
+    for i, rel in enumerate(relpaths):
+        target = heat_dir / Path(rel).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        png = plots.heatmap_overlay(x[i].reshape(shape), maps[i],
+                                    result.reconstruction[i].reshape(shape),
+                                    float(result.scores[i]))
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(png)
+        os.replace(tmp, target)
