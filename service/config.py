@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     instances: int = Field(default=1, gt=0, le=64, description=(
         "onnxruntime calls in flight at once per model version (Triton's instance count)"))
     retry_after_s: int = Field(default=1, gt=0, description="Retry-After seconds sent with 503")
+    gc_freeze: bool = Field(default=True, description=(
+        "after loading, exempt start-up objects from Python's cyclic GC scans (gc.freeze): "
+        "shorter collection pauses under load"))
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,8 @@ class ModelRepository:
         self.models: dict[str, ModelEntry] = {}
         self.started = False
         self._retiring: set[asyncio.Task[None]] = set()
+        #: called after a retired version is closed (the app re-freezes the GC heap there)
+        self.after_unload: Callable[[], None] | None = None
 
     # --- lookup -----------------------------------------------------------------------------
 
@@ -311,6 +313,8 @@ class ModelRepository:
         async def drain() -> None:
             await old.drained.wait()
             await old.batcher.close()
+            if self.after_unload is not None:
+                self.after_unload()
 
         task = asyncio.get_running_loop().create_task(drain())
         self._retiring.add(task)
