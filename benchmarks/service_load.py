@@ -4,13 +4,14 @@ endpoint on the same uvicorn stack (the ceiling of the HTTP stack); then multi-s
 against offline scoring of the same rows in-process.
 
     python benchmarks/service_load.py [--models DIR] [--model NAME] [--clients 64]
-                                      [--seconds 5] [--rows-per-request 256]
+                                      [--seconds 3] [--rounds 3] [--rows-per-request 256]
 
 Without --models it trains a small bundle on sklearn's breast-cancer table (benign rows; the
-weights do not change the cost). Each server runs alone in its own process, one after another;
-the load generator is a minimal keep-alive HTTP/1.1 client on asyncio in this process, so the
-same client measures every configuration. Prints a table and writes
-benchmarks/results/service_load.json.
+weights do not change the cost). Each server runs in its own process; all stay up and the
+rounds interleave the configurations (medians are reported), so background load that drifts
+during the run hits every configuration alike. The load generator is a minimal keep-alive
+HTTP/1.1 client on asyncio in this process, so the same client measures every configuration.
+Prints a table and writes benchmarks/results/service_load.json.
 
 The client and the server share the machine: on a 2-core box they compete for the cores, so
 absolute figures are lower than on a dedicated server; the ratios are what to compare.
@@ -222,13 +223,33 @@ def offline_rate(bundle: Path, rows: list[dict[str, float]], seconds: float,
 
 # --- main ---------------------------------------------------------------------------------------
 
+def median_result(runs: list[LoadResult]) -> LoadResult:
+    """Per-field median over repeated rounds of one configuration."""
+    first = runs[0]
+
+    def med(field: str) -> float:
+        return float(np.median([getattr(r, field) for r in runs]))
+
+    return LoadResult(
+        name=first.name, clients=first.clients, samples_per_request=first.samples_per_request,
+        seconds=round(sum(r.seconds for r in runs), 3), requests=sum(r.requests for r in runs),
+        errors=sum(r.errors for r in runs), requests_per_s=round(med("requests_per_s"), 1),
+        samples_per_s=round(med("samples_per_s"), 1), p50_ms=round(med("p50_ms"), 3),
+        p90_ms=round(med("p90_ms"), 3), p99_ms=round(med("p99_ms"), 3),
+        max_ms=round(max(r.max_ms for r in runs), 3))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, default=None,
                         help="model repository (default: train a small one)")
     parser.add_argument("--model", default="cancer", help="tabular model to load-test")
     parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=5.0, help="per configuration")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="per configuration and round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over all configurations; medians are reported (the "
+                             "rounds interleave, so drifting background load hits all alike)")
     parser.add_argument("--rows-per-request", type=int, default=256)
     parser.add_argument("--multi-clients", type=int, default=4,
                         help="concurrent clients for the multi-sample runs")
@@ -256,27 +277,33 @@ def main(argv: list[str] | None = None) -> int:
         service = [sys.executable, "-m", "service", "--models", str(repo),
                    "--intra-op-threads", str(args.intra_op_threads)]
         load_before = os.getloadavg()
-        results: list[LoadResult] = []
-        configs: list[tuple[str, list[str], list[bytes], int, int]] = [
-            ("bare FastAPI endpoint", [sys.executable, __file__, "--serve-bare"], singles,
-             args.clients, 1),
-            ("service, batching on", [*service], singles, args.clients, 1),
-            ("service, batching off", [*service, "--no-dynamic-batching"], singles,
-             args.clients, 1),
-            (f"service, {n} rows/request", [*service], multis, args.multi_clients, n),
+        # all servers stay up (idle ones cost nothing) and the rounds interleave them
+        servers = {"bare": [sys.executable, __file__, "--serve-bare"], "on": service,
+                   "off": [*service, "--no-dynamic-batching"]}
+        configs: list[tuple[str, str, list[bytes], int, int]] = [
+            ("bare FastAPI endpoint", "bare", singles, args.clients, 1),
+            ("service, batching on", "on", singles, args.clients, 1),
+            ("service, batching off", "off", singles, args.clients, 1),
+            (f"service, {n} rows/request", "on", multis, args.multi_clients, n),
         ]
-        for name, cmd, requests, clients, per_request in configs:
-            port = free_port()
-            port_flag = [str(port)] if cmd[-1] == "--serve-bare" else ["--port", str(port)]
-            proc = start(cmd + port_flag, port)
-            try:
-                results.append(run_load(name, port, requests, clients, args.seconds,
-                                        per_request))
-            finally:
+        ports = {key: free_port() for key in servers}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        runs: dict[str, list[LoadResult]] = {name: [] for name, *_ in configs}
+        try:
+            for key, cmd in servers.items():
+                port_flag = [str(ports[key])] if key == "bare" else ["--port", str(ports[key])]
+                procs[key] = start(cmd + port_flag, ports[key])
+            for _ in range(args.rounds):
+                for name, key, requests, clients, per_request in configs:
+                    runs[name].append(run_load(name, ports[key], requests, clients,
+                                               args.seconds, per_request))
+        finally:
+            for proc in procs.values():
                 stop(proc)
         offline_rows, offline_graph = offline_rate(bundle, rows[:n] if n <= len(rows)
                                                    else (rows * (n // len(rows) + 1))[:n],
                                                    args.seconds, args.intra_op_threads)
+    results = [median_result(runs[name]) for name, *_ in configs]
     bare, on = results[0], results[1]
     summary = {
         "single_sample_rps_vs_bare": round(on.requests_per_s / bare.requests_per_s, 3),
@@ -289,16 +316,18 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "loadavg_before": load_before,
                     "loadavg_after": load_after},
-        "settings": {"clients": args.clients, "seconds": args.seconds,
+        "settings": {"clients": args.clients, "seconds": args.seconds, "rounds": args.rounds,
                      "rows_per_request": n, "multi_clients": args.multi_clients,
                      "intra_op_threads": args.intra_op_threads, "model": args.model},
         "http": [asdict(r) for r in results],
+        "http_rounds": {name: [asdict(r) for r in rs] for name, rs in runs.items()},
         "offline": {"score_rows_samples_per_s": round(offline_rows, 1),
                     "score_preprocessed_samples_per_s": round(offline_graph, 1),
                     "rows": n},
         "summary": summary,
     }
-    print(f"\n{'configuration':32} {'clients':>7} {'req/s':>9} {'samples/s':>10} "
+    print(f"\nmedians of {args.rounds} interleaved rounds of {args.seconds:g} s")
+    print(f"{'configuration':32} {'clients':>7} {'req/s':>9} {'samples/s':>10} "
           f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
     for r in results:
         print(f"{r.name:32} {r.clients:>7} {r.requests_per_s:>9.1f} {r.samples_per_s:>10.1f} "
@@ -307,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'offline Scorer.score (x ready)':32} {'':>7} {'':>9} {offline_graph:>10.1f}")
     print(f"\nbatching on vs bare: {summary['single_sample_rps_vs_bare']:.0%} of the req/s; "
           f"p99 {on.p99_ms:.1f} ms (aim: >= 70%, < 25 ms). Load average before/after: "
-          f"{load_before[0]:.2f}/{load_after[0]:.2f} on "
-          f"{os.cpu_count()} CPUs.")
+          f"{load_before[0]:.2f}/{load_after[0]:.2f} on {os.cpu_count()} CPUs.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(report, indent=2) + "\n")

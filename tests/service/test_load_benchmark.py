@@ -20,8 +20,8 @@ def test_service_load_quick(bundles: TrainedBundles, tmp_path: Path) -> None:
     repo = make_repo(bundles, tmp_path / "models")
     out = tmp_path / "service_load.json"
     run = subprocess.run([sys.executable, str(SCRIPT), "--models", str(repo), "--clients", "8",
-                          "--seconds", "0.5", "--rows-per-request", "32", "--out", str(out)],
-                         capture_output=True, text=True, timeout=300)
+                          "--seconds", "0.5", "--rounds", "2", "--rows-per-request", "32",
+                          "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads(out.read_text())
     names = [r["name"] for r in report["http"]]
@@ -29,4 +29,5 @@ def test_service_load_quick(bundles: TrainedBundles, tmp_path: Path) -> None:
                          "service, batching off"]
     assert all(r["errors"] == 0 and r["requests"] > 0 for r in report["http"])
     assert report["offline"]["score_rows_samples_per_s"] > 0
+    assert all(len(rounds) == 2 for rounds in report["http_rounds"].values())
     assert "batching on vs bare" in run.stdout
