@@ -23,6 +23,7 @@ local Ray, NFS, ...), and vae-anomaly installed on every node.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -91,9 +92,10 @@ def run_ray(bundle: str | os.PathLike[str], source: str | os.PathLike[str],
     target.parent.mkdir(parents=True, exist_ok=True)
     parts = Path(tempfile.mkdtemp(prefix=f".{target.name}.ray-", dir=target.parent))
     try:
-        dataset = _pipeline(ray, plan, scorer, settings, bundle_path, options, target)
         try:
-            dataset.write_parquet(str(parts), ray_remote_args={"num_cpus": 0})
+            with _data_context(ray, options.progress):  # read when the dataset is built
+                dataset = _pipeline(ray, plan, scorer, settings, bundle_path, options, target)
+                dataset.write_parquet(str(parts), ray_remote_args={"num_cpus": 0})
         except Exception as exc:  # Ray wraps errors raised in tasks and actors
             cause = _anomaly_cause(exc)
             if cause is None:
@@ -124,6 +126,26 @@ def _connect(ray: Any, address: str | None) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _data_context(ray: Any, progress: bool) -> Iterator[None]:
+    """Ray Data settings for this job, restored afterwards (the context is per process)."""
+    ctx = ray.data.DataContext.get_current()
+    logger = logging.getLogger("ray.data")
+    saved = (ctx.execution_options.preserve_order, ctx.raise_original_map_exception,
+             ctx.enable_progress_bars, logger.level)
+    ctx.execution_options.preserve_order = True  # parts come out in input order
+    ctx.raise_original_map_exception = True  # an InputError from an actor reaches us whole
+    ctx.enable_progress_bars = progress
+    if not progress:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        (ctx.execution_options.preserve_order, ctx.raise_original_map_exception,
+         ctx.enable_progress_bars) = saved[:3]
+        logger.setLevel(saved[3])
+
+
 def _absolute(plan: Plan) -> Plan:
     """Workers do not share the driver's working directory."""
     return dataclasses.replace(plan, files=tuple(p.resolve() for p in plan.files),
@@ -132,11 +154,6 @@ def _absolute(plan: Plan) -> Plan:
 
 def _pipeline(ray: Any, plan: Plan, scorer: Scorer, settings: ScoreSettings,
               bundle: Path, options: ScoreOptions, out: Path) -> Any:
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # parts come out in input order
-    ctx.enable_progress_bars = options.progress
-    if not options.progress:
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     cpus = max(int(resources.get("CPU", 1)), 1)

@@ -103,7 +103,7 @@ def test_glob_of_csv_and_parquet_files(sensors_bundle: Path, tmp_path: Path) -> 
     assert summary.scored == 770
     with pytest.raises(InputError, match="no files match"):
         score_path(sensors_bundle, str(parts / "*.nope"), tmp_path / "x.csv")
-    with pytest.raises(InputError, match="README .*not .csv or .parquet"):
+    with pytest.raises(InputError, match=r"README .*not \.csv or \.parquet"):
         score_path(sensors_bundle, str(parts / "*"), tmp_path / "x.csv")
 
 
