@@ -83,9 +83,11 @@ def _bad_cases(root: Path, bundle: Path) -> list[tuple[str, list[str | Path], st
     return [
         ("missing column", ["score", bundle, write_csv(root / "m.csv", missing), *out],
          "missing column", 2),
-        ("NaN value", ["score", bundle, write_csv(root / "n.csv", nan), *out], "row 7", 2),
-        ("non-numeric", ["score", bundle, write_csv(root / "w.csv", words), *out],
-         "'oops' is not a number", 2),
+        # bad rows go to a rejects file unless --fail-on-bad (tests/batch covers both)
+        ("NaN value", ["score", bundle, write_csv(root / "n.csv", nan), *out, "--fail-on-bad"],
+         "row 7", 2),
+        ("non-numeric", ["score", bundle, write_csv(root / "w.csv", words), *out,
+                         "--fail-on-bad"], "'oops' is not a number", 2),
         ("empty file", ["score", bundle, root / "empty.csv", *out], "is empty", 2),
         ("no such input", ["score", bundle, root / "nope.csv", *out], "no such file", 2),
         ("newer bundle", ["score", newer, write_csv(root / "g.csv", good), *out],
