@@ -78,6 +78,7 @@ class DynamicBatcher:
         self._executor = ThreadPoolExecutor(max_workers=config.instances,
                                             thread_name_prefix=f"ort-{label}")
         self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()  # batches in onnxruntime now
         self._closed = False
         # read at scrape time (on the event loop), so submit() pays nothing for the gauge
         metrics.queue_depth.set_function(lambda: self._queued)
@@ -151,7 +152,9 @@ class DynamicBatcher:
                 self._update_idle()
                 continue
             self._in_flight += 1
-            asyncio.get_running_loop().create_task(self._execute(batch))
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._running.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._running.discard)
 
     async def _fill(self) -> None:
         """Wait until the batch is full or the oldest item has waited max_queue_delay (one
