@@ -68,11 +68,11 @@ def test_200_concurrent_requests_batch_and_match_offline(server: Server,
 @pytest.fixture(scope="module")
 def tiny_queue_server(bundles: TrainedBundles, tmp_path_factory: pytest.TempPathFactory
                       ) -> Iterator[Server]:
-    """One sample may wait, for up to 0.4 s; configured through ANOMALY_* only and started
+    """One sample may wait, for up to 1 s; configured through ANOMALY_* only and started
     as `uvicorn service.main:app`."""
     root = tmp_path_factory.mktemp("server-tiny-queue")
     repo = make_repo(bundles, root / "models")
-    env = {"ANOMALY_MAX_QUEUE_SIZE": "1", "ANOMALY_MAX_QUEUE_DELAY_US": "400000",
+    env = {"ANOMALY_MAX_QUEUE_SIZE": "1", "ANOMALY_MAX_QUEUE_DELAY_US": "1000000",
            "ANOMALY_RETRY_AFTER_S": "2"}
     srv = start_server(repo, root, launcher="uvicorn", env=env)
     yield srv
@@ -83,7 +83,12 @@ async def _overload(url: str, row: dict[str, float]) -> tuple[httpx.Response, ht
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         first = asyncio.create_task(client.post("/v1/models/cancer/score",
                                                 json={"rows": [row]}))
-        await asyncio.sleep(0.15)  # the first sample now waits in the queue
+        for _ in range(200):  # until the first sample waits in the queue
+            depth = metric_value((await client.get("/metrics")).text, "anomaly_queue_depth",
+                                 model="cancer")
+            if depth == 1:
+                break
+            await asyncio.sleep(0.005)
         second = await client.post("/v1/models/cancer/score", json={"rows": [row]})
         return await first, second
 
