@@ -46,7 +46,8 @@ def run_local(bundle: str | os.PathLike[str], source: str | os.PathLike[str],
     resumed = partial.rows_done() if partial.done else 0
     try:
         _score_chunks(scorer, plan, settings, partial, options, target)
-        counts = write_results(partial.tables(), target, plan.layout, options.fail_on_bad)
+        counts = write_results(partial.tables(), target, plan.layout, options.fail_on_bad,
+                               os.fspath(source))
     except InputError:
         partial.remove()  # the input itself is at fault: resuming would fail the same way
         raise

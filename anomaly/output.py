@@ -167,13 +167,16 @@ def fail_on_bad_error(first_reject: str, out: Path) -> InputError:
 
 
 def write_results(tables: Iterable[pa.Table], out: Path, layout: ResultLayout,
-                  fail_on_bad: bool = False) -> Counts:
-    """Stream result tables (in input order) into the output and rejects files."""
+                  fail_on_bad: bool = False, source: str = "the input") -> Counts:
+    """Stream result tables (in input order) into the output and rejects files. An input
+    without a single row is an error, not an empty output."""
     with ResultSink(out, layout) as sink:
         for table in tables:
             sink.write(table)
             if fail_on_bad and sink.counts.first_reject is not None:
                 raise fail_on_bad_error(sink.counts.first_reject, out)
+        if sink.counts.scored + sink.counts.rejected == 0:
+            raise InputError(f"nothing to score: {source} has no data rows, only a header")
         return sink.commit()
 
 

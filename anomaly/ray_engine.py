@@ -102,7 +102,7 @@ def run_ray(bundle: str | os.PathLike[str], source: str | os.PathLike[str],
                 raise
             raise type(cause)(str(cause)) from exc
         counts = write_results(_parts_in_order(parts, plan), target, plan.layout,
-                               options.fail_on_bad)
+                               options.fail_on_bad, os.fspath(source))
     finally:
         shutil.rmtree(parts, ignore_errors=True)
         if started_ray:
@@ -119,10 +119,14 @@ def _connect(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(include_dashboard=False, **kwargs)
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(include_dashboard=False, **kwargs)
+    except Exception as exc:  # ConnectionError, RuntimeError, ... depending on the failure
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise AnomalyError(f"cannot start or reach {where}: {exc}") from exc
     return True
 
 

@@ -192,7 +192,10 @@ def test_cli_summary_and_errors(sensors_bundle: Path, tmp_path: Path) -> None:
         proc.stdout
     assert "row/s" in proc.stderr  # the progress bar
     no_color = {k: v for k, v in make_tabular(10, seed=7).items() if k != "color"}
+    header_only = tmp_path / "h.csv"
+    header_only.write_text("f0,f1,f2,f3,f4,f5,color\n")
     for args, message in [
+        ([header_only], "has no data rows, only a header"),
         ([write_csv(tmp_path / "m.csv", no_color)], "missing column(s) ['color']"),
         ([src, "--id-column", "nope"], "--id-column 'nope' is not a column"),
         ([src, "--chunk-rows", "0"], "--chunk-rows must be at least 1"),
@@ -234,3 +237,36 @@ def test_chunks_number_rows_across_blocks_and_malformed_lines(
                                    strict=True)):
         if i not in bad:
             assert a == str(i).encode() and (c == f"q,{i}".encode() or i == 401)
+
+
+def test_csv_values_mean_what_type_inference_makes_of_them(tmp_path: Path) -> None:
+    """Batch scoring reads CSV fields as text, chunk by chunk; the service, `anomaly train`
+    and `anomaly evaluate` read whole files with Arrow's type inference. Both must hand the
+    model the same x, also for categories that inference turns into numbers or booleans."""
+    from anomaly.chunks import X_COL, prepare_table_chunk, x_matrix
+    from anomaly.output import ResultLayout
+    from anomaly.preprocessing import TabularPreprocessor
+    from anomaly.schema import CategoricalColumn, NumericColumn, TabularInput
+
+    schema = TabularInput(columns=[
+        NumericColumn(name="a", mean=1.0, std=2.0),
+        CategoricalColumn(name="flag", categories=["False", "True"]),  # trained on booleans
+        CategoricalColumn(name="level", categories=["1", "2", "3"]),  # on floats 1.0, 2.0...
+        CategoricalColumn(name="code", categories=["42", "7"]),  # on integers
+        CategoricalColumn(name="name", categories=["1.0", "x"]),  # on strings
+    ])
+    src = tmp_path / "typed.csv"
+    src.write_text("a,flag,level,code,name\n"
+                   "1.5,true,1.0,7,x\n"
+                   "-2,false,3.0,42,1.0\n"
+                   "1e3,TRUE,2.0,007,x\n"
+                   "0,true,4.0,8,y\n")
+    prep = TabularPreprocessor(schema)
+    (raw,) = iter_table_chunks(src, 0, prep.column_names, chunk_rows=100)
+    prepared = prepare_table_chunk(prep, raw, ResultLayout("tabular", ("typed.csv",)), True)
+    assert prepared.column("__reject").null_count == 4
+    inferred = prep.transform(table_columns(read_table(src)))  # the service's CSV path
+    np.testing.assert_array_equal(x_matrix(prepared), inferred.x)
+    assert X_COL in prepared.column_names
+    onehot = x_matrix(prepared)[:, 1:]
+    assert onehot[:3].sum() == 12 and onehot[3, [2, 6, 9]].tolist() == [0, 1, 1]  # unknowns
