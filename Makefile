@@ -3,7 +3,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= cpu,train,dev,deploy
+EXTRAS ?= cpu,train,dev,deploy,ray
 
 .PHONY: install demo test lint test-slow clean prometheusrule
 
