@@ -17,6 +17,7 @@ uninterrupted run's. The folder is removed once the output is in place.
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 
 from anomaly.errors import InputError
+from anomaly.output import rejects_path
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class PartialRun:
             self._lock.close()
             raise InputError(f"another run is writing {out} right now (it holds {self.dir}); "
                              "wait for it or choose another --out") from None
+        _remove_stale_temporaries(out, self.dir)
         self.done = self._open(out, resume)
 
     def _open(self, out: Path, resume: bool) -> int:
@@ -150,6 +153,16 @@ class PartialRun:
         if not self._lock.closed:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
+
+
+def _remove_stale_temporaries(out: Path, folder: Path) -> None:
+    """Temporary files a killed run left behind (only a run holding the lock gets here, so
+    none of them is being written)."""
+    stale = [*out.parent.glob(f".{glob.escape(out.name)}.*.tmp"),
+             *out.parent.glob(f".{glob.escape(rejects_path(out).name)}.*.tmp"),
+             *folder.glob(".*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -25,7 +25,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from anomaly import plots
 from anomaly.errors import InputError
 from anomaly.output import INDEX_COL, PATH_COL, ResultLayout
 from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor, category_key
@@ -268,6 +267,8 @@ def _x_column(x: np.ndarray) -> pa.Array:
 def write_heatmaps(scorer: Scorer, result: ScoreResult, x: np.ndarray, relpaths: list[str],
                    heat_dir: Path) -> None:
     """One PNG per image at ``heat_dir/<relpath>.png``, each written atomically."""
+    from anomaly import plots  # matplotlib: only when heat maps are asked for
+
     shape = scorer._image().shape  # (C, H, W)
     maps = scorer.heatmaps(result)  # (B, H, W)
     for i, rel in enumerate(relpaths):

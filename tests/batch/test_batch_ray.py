@@ -35,17 +35,16 @@ def test_tables_match_the_local_engine(local_ray: None, sensors_bundle: Path,
     pq.write_table(pa.table(cols), data / "b.parquet", row_group_size=700)
     pacsv.write_csv(pa.table(make_tabular(900, seed=9) | {"id": [f"c{i}" for i in range(900)]}),
                     data / "c.csv")
-    for suffix in ("csv", "parquet"):
-        outs = {}
-        for engine in ("local", "ray"):
-            outs[engine] = tmp_path / f"{engine}.{suffix}"
-            summary = score_path(sensors_bundle, str(data / "*"), outs[engine], ScoreOptions(
-                engine=engine, explain=2, id_column="id", chunk_rows=300, progress=False))
-            assert summary.engine == engine
-            assert (summary.scored, summary.rejected) == (2500 + 900 + 5, 7)
-        assert outs["ray"].read_bytes() == outs["local"].read_bytes()
-        assert (tmp_path / "ray.rejects.csv").read_bytes() == \
-            (tmp_path / "local.rejects.csv").read_bytes()
+    outs = {}
+    for engine in ("local", "ray"):
+        outs[engine] = tmp_path / f"{engine}.parquet"
+        summary = score_path(sensors_bundle, str(data / "*"), outs[engine], ScoreOptions(
+            engine=engine, explain=2, id_column="id", chunk_rows=300, progress=False))
+        assert summary.engine == engine
+        assert (summary.scored, summary.rejected) == (2500 + 900 + 5, 7)
+    assert outs["ray"].read_bytes() == outs["local"].read_bytes()
+    assert (tmp_path / "ray.rejects.csv").read_bytes() == \
+        (tmp_path / "local.rejects.csv").read_bytes()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 

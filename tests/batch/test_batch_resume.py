@@ -101,6 +101,8 @@ def test_interrupted_run_without_resume_starts_over(sensors_bundle: Path, tmp_pa
     assert "--resume to continue" in caplog.text
     assert len(list((tmp_path / ".s.csv.partial").glob("chunk-*"))) == 3
     assert not out.exists()
+    (tmp_path / ".s.csv.k1ll3d.tmp").write_text("half an output from a killed run")
+    (tmp_path / ".s.rejects.csv.k1ll3d.tmp").write_text("half a rejects file")
     summary = score_path(sensors_bundle, src, out, options)  # no --resume: from scratch
     assert "discarding an earlier unfinished run" in caplog.text
     assert summary.resumed_rows == 0 and summary.scored == 3000
