@@ -141,7 +141,7 @@ def _data_context(ray: Any, progress: bool) -> Iterator[None]:
     ctx.raise_original_map_exception = True  # an InputError from an actor reaches us whole
     ctx.enable_progress_bars = progress
     if not progress:
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
