@@ -117,6 +117,10 @@ class LoadResult:
     p90_ms: float
     p99_ms: float
     max_ms: float
+    #: server process CPU time (all threads, user + system) per request over the whole run,
+    #: warm-up included: what a request costs the server, far steadier than req/s on a
+    #: machine whose cores are shared with other jobs
+    server_cpu_us_per_request: float | None = None
 
 
 def http_request(path: str, body: bytes, content_type: str = "application/json") -> bytes:
@@ -124,8 +128,18 @@ def http_request(path: str, body: bytes, content_type: str = "application/json")
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process and all its threads (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _connection(port: int, requests: list[bytes], offset: int, warm_until: float,
-                      stop_at: float, latencies: list[float], errors: list[int]) -> None:
+                      stop_at: float, latencies: list[float], errors: list[int],
+                      completed: list[int]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = offset
     try:
@@ -140,6 +154,7 @@ async def _connection(port: int, requests: list[bytes], offset: int, warm_until:
             length = int(head[at + 15:head.index(b"\r\n", at)])
             await reader.readexactly(length)
             t1 = time.perf_counter()
+            completed[0] += 1
             if t0 >= warm_until:
                 latencies.append(t1 - t0)
                 if head[9:12] != b"200":
@@ -149,25 +164,32 @@ async def _connection(port: int, requests: list[bytes], offset: int, warm_until:
 
 
 async def _load(port: int, requests: list[bytes], clients: int, seconds: float,
-                warmup: float) -> tuple[list[float], list[int], float]:
+                warmup: float) -> tuple[list[float], list[int], float, int]:
     now = time.perf_counter()
     warm_until, stop_at = now + warmup, now + warmup + seconds
     latencies: list[float] = []
     errors: list[int] = []
+    completed = [0]  # every request, warm-up included
     await asyncio.gather(*(
-        _connection(port, requests, k * 7, warm_until, stop_at, latencies, errors)
+        _connection(port, requests, k * 7, warm_until, stop_at, latencies, errors, completed)
         for k in range(clients)))
-    return latencies, errors, time.perf_counter() - warm_until
+    return latencies, errors, time.perf_counter() - warm_until, completed[0]
 
 
 def run_load(name: str, port: int, requests: list[bytes], clients: int, seconds: float,
-             samples_per_request: int, warmup: float = 1.0) -> LoadResult:
+             samples_per_request: int, warmup: float = 1.0, pid: int | None = None
+             ) -> LoadResult:
     try:
         import uvloop
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    latencies, errors, elapsed = runner(_load(port, requests, clients, seconds, warmup))
+    cpu0 = process_cpu_s(pid) if pid is not None else None
+    latencies, errors, elapsed, completed = runner(
+        _load(port, requests, clients, seconds, warmup))
+    cpu1 = process_cpu_s(pid) if pid is not None else None
+    cpu_us = (None if cpu0 is None or cpu1 is None or not completed
+              else round((cpu1 - cpu0) / completed * 1e6, 1))
     lat = np.array(latencies) * 1e3
     n = len(latencies)
     return LoadResult(
@@ -178,7 +200,7 @@ def run_load(name: str, port: int, requests: list[bytes], clients: int, seconds:
         p50_ms=round(float(np.percentile(lat, 50)), 3),
         p90_ms=round(float(np.percentile(lat, 90)), 3),
         p99_ms=round(float(np.percentile(lat, 99)), 3),
-        max_ms=round(float(lat.max()), 3))
+        max_ms=round(float(lat.max()), 3), server_cpu_us_per_request=cpu_us)
 
 
 # --- data and offline reference ----------------------------------------------------------------
@@ -236,7 +258,10 @@ def median_result(runs: list[LoadResult]) -> LoadResult:
         errors=sum(r.errors for r in runs), requests_per_s=round(med("requests_per_s"), 1),
         samples_per_s=round(med("samples_per_s"), 1), p50_ms=round(med("p50_ms"), 3),
         p90_ms=round(med("p90_ms"), 3), p99_ms=round(med("p99_ms"), 3),
-        max_ms=round(max(r.max_ms for r in runs), 3))
+        max_ms=round(max(r.max_ms for r in runs), 3),
+        server_cpu_us_per_request=(
+            None if any(r.server_cpu_us_per_request is None for r in runs)
+            else round(med("server_cpu_us_per_request"), 1)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 for name, key, requests, clients, per_request in configs:
                     runs[name].append(run_load(name, ports[key], requests, clients,
-                                               args.seconds, per_request))
+                                               args.seconds, per_request,
+                                               pid=procs[key].pid))
         finally:
             for proc in procs.values():
                 stop(proc)
@@ -305,8 +331,12 @@ def main(argv: list[str] | None = None) -> int:
                                                    args.seconds, args.intra_op_threads)
     results = [median_result(runs[name]) for name, *_ in configs]
     bare, on = results[0], results[1]
+    cpu_ratio = (None if bare.server_cpu_us_per_request is None
+                 or not on.server_cpu_us_per_request
+                 else round(bare.server_cpu_us_per_request / on.server_cpu_us_per_request, 3))
     summary = {
         "single_sample_rps_vs_bare": round(on.requests_per_s / bare.requests_per_s, 3),
+        "single_sample_server_cpu_bare_over_service": cpu_ratio,
         "single_sample_p99_ms_batching_on": on.p99_ms,
         "aim": "single-sample req/s >= 0.70 of bare, p99 < 25 ms at 64 clients",
         "multi_sample_vs_offline_score_rows": round(results[3].samples_per_s / offline_rows, 3),
@@ -328,15 +358,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"\nmedians of {args.rounds} interleaved rounds of {args.seconds:g} s")
     print(f"{'configuration':32} {'clients':>7} {'req/s':>9} {'samples/s':>10} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+          f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'CPU us/req':>10}")
     for r in results:
+        cpu = "-" if r.server_cpu_us_per_request is None else f"{r.server_cpu_us_per_request:.0f}"
         print(f"{r.name:32} {r.clients:>7} {r.requests_per_s:>9.1f} {r.samples_per_s:>10.1f} "
-              f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6}")
+              f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {cpu:>10}")
     print(f"{'offline Scorer.score_rows':32} {'':>7} {'':>9} {offline_rows:>10.1f}")
     print(f"{'offline Scorer.score (x ready)':32} {'':>7} {'':>9} {offline_graph:>10.1f}")
     print(f"\nbatching on vs bare: {summary['single_sample_rps_vs_bare']:.0%} of the req/s; "
           f"p99 {on.p99_ms:.1f} ms (aim: >= 70%, < 25 ms). Load average before/after: "
           f"{load_before[0]:.2f}/{load_after[0]:.2f} on {os.cpu_count()} CPUs.")
+    if cpu_ratio is not None:
+        print(f"server CPU per single-sample request: bare {bare.server_cpu_us_per_request:.0f}"
+              f" us, service {on.server_cpu_us_per_request:.0f} us: the service's CPU-bound "
+              f"capacity is {cpu_ratio:.0%} of the bare endpoint's")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(report, indent=2) + "\n")

@@ -51,33 +51,32 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
-
-    async def on_anomaly_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, AnomalyError)
+def respond(request: Request, exc: Exception) -> Response:
+    """The response for any exception a route raised: ours by their class, FastAPI's
+    parameter validation as 422, Starlette's HTTP errors (a malformed multipart body) as they
+    are, anything else as a 500 with the request id (a bug: the traceback goes to the log)."""
+    if isinstance(exc, AnomalyError):
         if exc.http_status >= 500:
             log.error("request failed: %s", exc, extra={"fields": _request_fields(request)})
         return response_for(exc)
-
-    async def on_validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
+    if isinstance(exc, RequestValidationError):
         return error_response(422, _validation_message(exc))
-
-    async def on_http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, StarletteHTTPException):
         return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+    log.exception("unhandled error", exc_info=exc, extra={"fields": _request_fields(request)})
+    rid = request.scope.get("state", {}).get("request_id", "")
+    return error_response(500, f"internal error (request id {rid}); see the service log")
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        # A bug, not bad input: full traceback to the log, a request id to the caller.
-        log.exception("unhandled error", extra={"fields": _request_fields(request)})
-        rid = request.scope.get("state", {}).get("request_id", "")
-        return error_response(500, f"internal error (request id {rid}); see the service log")
 
-    app.add_exception_handler(AnomalyError, on_anomaly_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)
+def install(app: FastAPI) -> None:
+    """Route every exception through :func:`respond` (the hot paths of
+    :mod:`service.hotpath` call it directly)."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        return respond(request, exc)
+
+    for kind in (AnomalyError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handler)
 
 
 def _request_fields(request: Request) -> dict[str, str]:
