@@ -34,6 +34,7 @@ from anomaly.output import (
     write_results,
 )
 from anomaly.plan import Plan, ScoreOptions, ScoreSummary, make_plan
+from anomaly.progress import bar_options
 from anomaly.scorer import Scorer, choose_providers
 from anomaly.tables import REJECT_COL, estimate_rows
 
@@ -92,7 +93,7 @@ def _score_chunks(scorer: Scorer, plan: Plan, settings: ScoreSettings, partial: 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="anomaly-score")
     try:
         with tqdm(total=total, unit="img" if image else "row", desc="scoring", smoothing=0.1,
-                  disable=not options.progress, dynamic_ncols=True) as bar:
+                  disable=not options.progress, **bar_options()) as bar:
 
             def commit_until(left: int) -> None:
                 while len(in_flight) > left:

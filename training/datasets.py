@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from anomaly.errors import InputError
 from anomaly.preprocessing import ImagePreprocessor
+from anomaly.progress import bar_options
 from anomaly.schema import ImageInput
 from anomaly.tables import iter_image_files
 
@@ -42,7 +43,8 @@ def load_image_folder(root: str | os.PathLike[str], image_size: int | None = Non
     schema = ImageInput(height=image_size, width=image_size, channels=channels)  # type: ignore[arg-type]
     prep = ImagePreprocessor(schema)
     out = np.empty((len(files), *prep.shape), dtype=np.float32)
-    for i, f in enumerate(tqdm(files, desc="loading images", unit="img", disable=not progress)):
+    for i, f in enumerate(tqdm(files, desc="loading images", unit="img", disable=not progress,
+                                      **bar_options())):
         out[i] = prep.decode(f.read_bytes(), name=str(f))
     return out, schema
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from anomaly.progress import bar_options
 from training.vae import VAE
 
 
@@ -99,7 +100,7 @@ def fit(model: VAE, x_train: np.ndarray, x_val: np.ndarray, config: TrainConfig)
     best_elbo, best_epoch, history = -math.inf, 0, []
     n = xt.shape[0]
     bar = tqdm(range(config.epochs), desc="training", unit="epoch", disable=not config.progress,
-               dynamic_ncols=True, leave=False)
+               leave=False, **bar_options())
     epoch = -1
     for epoch in bar:
         model.train()
@@ -127,7 +128,7 @@ def fit(model: VAE, x_train: np.ndarray, x_val: np.ndarray, config: TrainConfig)
         if epoch + 1 >= config.kl_warmup_epochs and val_elbo > best_elbo:
             best_elbo, best_epoch = val_elbo, epoch + 1
             best_state = copy.deepcopy(model.state_dict())
-        bar.set_postfix(loss=f"{loss_sum / n:.2f}", val_elbo=f"{val_elbo:.2f}",
+        bar.set_postfix(refresh=False, loss=f"{loss_sum / n:.2f}", val_elbo=f"{val_elbo:.2f}",
                         best=best_epoch)
         if best_epoch and epoch + 1 - best_epoch >= config.patience:
             break
