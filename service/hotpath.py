@@ -45,12 +45,17 @@ class HotRoute:
 
 
 class ServiceApp(FastAPI):
-    """FastAPI, with :class:`HotRoute` requests dispatched before its middleware stack."""
+    """FastAPI with the request-context middleware, and :class:`HotRoute` requests
+    dispatched before its middleware stack."""
 
     def __init__(self, *, hot_routes: Sequence[HotRoute], max_body_bytes: int,
                  access_log: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot_routes = tuple(hot_routes)
+        # the same request context on both ways in: inside FastAPI's stack for every other
+        # route, directly around the hot routes
+        self.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes,
+                            access_log=access_log)
         self._hot = RequestContextMiddleware(self._serve_hot, max_body_bytes=max_body_bytes,
                                              access_log=access_log)
 

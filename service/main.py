@@ -19,7 +19,6 @@ from service import errors, logs, routes_v1, routes_v2
 from service.config import Settings
 from service.hotpath import HotRoute, ServiceApp
 from service.metrics import ServiceMetrics
-from service.middleware import RequestContextMiddleware
 from service.repository import ModelRepository
 from service.state import ServiceState, get_state, json_response
 
@@ -74,8 +73,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes, access_log=settings.access_log)
     app.state.service = state
     errors.install(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes,
-                       access_log=settings.access_log)
     app.include_router(routes_v1.router)
     app.include_router(routes_v2.router)
 

@@ -166,7 +166,10 @@ def test_polling_picks_up_new_versions_and_models(bundles: TrainedBundles,
         while time.monotonic() < deadline:
             with server.client() as c:
                 models = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
-            if models.get("cancer", {}).get("default_version") == 5 and "more-digits" in models:
+            # "more-digits" is listed (not ready) as soon as its directory appears, before its
+            # copy is complete: wait for it to be ready, not just listed
+            if (models.get("cancer", {}).get("default_version") == 5
+                    and models.get("more-digits", {}).get("ready")):
                 break
             time.sleep(0.2)
         assert models["cancer"]["default_version"] == 5
