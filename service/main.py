@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
@@ -23,6 +24,10 @@ from service.repository import ModelRepository
 from service.state import ServiceState, get_state, json_response
 
 log = logging.getLogger("service")
+
+#: FastAPI's native OpenTelemetry, switched off (``--otel`` leaves FastAPI's defaults): with it
+#: on, every request asks the global OpenTelemetry providers whether they are configured.
+TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 DESCRIPTION = """Anomaly scores from the reconstruction probability of variational autoencoders
 (An & Cho 2015). `/v1` is the product API (rows as JSON or CSV, images as PNG/JPEG or
@@ -70,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=routes_v2._version_string(), lifespan=lifespan,
         hot_routes=[HotRoute("/v1/models/{name}/score", routes_v1.score),
                     HotRoute("/v2/models/{name}/infer", routes_v2.infer)],
-        max_body_bytes=settings.max_body_bytes, access_log=settings.access_log)
+        max_body_bytes=settings.max_body_bytes, access_log=settings.access_log,
+        telemetry=None if settings.otel else TELEMETRY_OFF)
     app.state.service = state
     errors.install(app)
     app.include_router(routes_v1.router)

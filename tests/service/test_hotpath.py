@@ -90,3 +90,14 @@ def test_body_limit_applies(client: TestClient) -> None:
 def test_hot_route_needs_one_name_segment() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         HotRoute("/v1/models/score", endpoint)
+
+
+def test_fastapi_opentelemetry_is_off_unless_asked() -> None:
+    from service.config import Settings
+    from service.main import create_app
+
+    off = create_app(Settings(models="unused"))
+    on = create_app(Settings(models="unused", otel=True))
+    # FastAPI's own per-request check (private, but it is what the setting controls)
+    assert off._native_telemetry.enabled() is False
+    assert on._telemetry.get("tracing", True) and on._telemetry.get("metrics", True)
