@@ -33,6 +33,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"model       {m.model.architecture} VAE, {m.model.likelihood} likelihood, "
         f"D={m.model.input_dim}, latent={m.model.latent_dim}, L={m.model.mc_samples}",
     ]
+    if m.model.config.get("score") == "likelihood_ratio":
+        lines.append("score       -log reconstruction probability + log p_ref(x), the "
+                     "likelihood ratio against a local-smoothness reference (nats)")
+    else:
+        lines.append("score       -log reconstruction probability (nats)")
     if m.input.kind == "tabular":
         cols = ", ".join(f"{c.name}:{'num' if c.type == 'numeric' else 'cat'}"
                          for c in m.input.columns)

@@ -39,6 +39,9 @@ CONFIG_FLAGS: dict[str, tuple[str, Any, str]] = {
     "target_fpr": ("--target-fpr", float, "false-positive rate the threshold is set for"),
     "seed": ("--seed", int, "random seed"),
     "device": ("--device", str, "auto, cpu or cuda"),
+    "reference": ("--reference", str, "images: 'local' (default) scores by the likelihood "
+                                      "ratio against a local-smoothness model; 'none' by plain "
+                                      "reconstruction probability"),
 }
 
 

@@ -10,6 +10,7 @@ import warnings
 
 import onnx
 import torch
+from torch import nn
 
 from training.vae import VAE, ReconstructionProbability
 
@@ -20,9 +21,11 @@ INPUT_NAMES = ["x", "eps"]
 OUTPUT_NAMES = ["score", "feature_scores", "reconstruction"]
 
 
-def export_onnx(vae: VAE) -> bytes:
-    """Serialised ONNX model of :class:`ReconstructionProbability` for this VAE (on CPU)."""
-    graph = ReconstructionProbability(copy.deepcopy(vae).cpu().eval())
+def export_onnx(vae: VAE, reference: nn.Module | None = None) -> bytes:
+    """Serialised ONNX model of :class:`ReconstructionProbability` for this VAE (on CPU), with
+    the reference likelihood inside the graph when one is given."""
+    ref = copy.deepcopy(reference).cpu().eval() if reference is not None else None
+    graph = ReconstructionProbability(copy.deepcopy(vae).cpu().eval(), ref)
     x = torch.zeros(3, vae.input_dim)
     eps = torch.zeros(5, 3, vae.latent_dim)
     batch, samples = torch.export.Dim("B"), torch.export.Dim("L")

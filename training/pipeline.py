@@ -35,6 +35,7 @@ from anomaly.scorer import Graph
 from anomaly.threshold import calibrate
 from training.export import export_onnx
 from training.likelihood import Likelihood
+from training.reference import fit_local_reference
 from training.tabular import infer_schema, likelihood_blocks
 from training.trainer import FitResult, TrainConfig, fit
 from training.vae import build_vae
@@ -103,7 +104,7 @@ def image_config(schema: ImageInput, **overrides: object) -> TrainConfig:
     conv = schema.height % 4 == 0 and schema.width % 4 == 0
     base = TrainConfig(architecture="conv" if conv else "mlp", likelihood="gaussian",
                        latent_dim=8, hidden=(512, 256), epochs=100, patience=10,
-                       var_floor=0.1, mc_samples=16)
+                       var_floor=0.1, mc_samples=16, reference="local")
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -151,8 +152,16 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
     vae = build_vae(x_train.shape[1], likelihood, config.architecture, config.latent_dim,
                     tuple(config.hidden), image_shape, tuple(config.conv_channels),  # type: ignore[arg-type]
                     config.dense)
+    reference = None
+    if config.reference == "local":
+        if image_shape is None or likelihood.kind != "gaussian":
+            raise InputError("the local reference is for images with a Gaussian decoder: pass "
+                             "--likelihood gaussian, or --reference none")
+        reference = fit_local_reference(x_train, image_shape, likelihood.var_floor)
+    elif config.reference != "none":
+        raise InputError(f"unknown reference {config.reference!r}: use 'local' or 'none'")
     result = fit(vae, x_train, x_hold, config)
-    onnx_bytes = export_onnx(result.model)
+    onnx_bytes = export_onnx(result.model, reference)
 
     graph = Graph(onnx_bytes, config.latent_dim, providers=["CPUExecutionProvider"])
     calibration = np.sort(graph.run(x_hold, DEFAULT_SEED, config.mc_samples)[0]
@@ -174,7 +183,10 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
         device=result.device, versions=_versions(), history=result.history)
     model_config = {**vae.config, **{k: v for k, v in dataclasses.asdict(config).items()
                                      if k in ("beta", "epochs", "batch_size", "lr",
-                                              "kl_warmup_epochs", "patience")}}
+                                              "kl_warmup_epochs", "patience")},
+                    "score": "likelihood_ratio" if reference is not None
+                    else "reconstruction_probability",
+                    "reference": reference.describe() if reference is not None else None}
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, name=name,
         kind="tabular" if isinstance(schema, TabularInput) else "image",

@@ -41,6 +41,9 @@ class TrainConfig:
     progress: bool = True
     conv_channels: tuple[int, int] = (32, 64)
     dense: int = 256
+    #: "local": score images by the likelihood ratio against a local-smoothness reference
+    #: (:mod:`training.reference`); "none": plain reconstruction probability.
+    reference: Literal["none", "local"] = "none"
 
 
 @dataclass

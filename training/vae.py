@@ -69,11 +69,16 @@ class ReconstructionProbability(nn.Module):
     Inputs ``x`` (B, D) preprocessed, ``eps`` (L, B, d_z) standard-normal noise. Outputs
     ``score`` (B,) = -log (1/L) sum_l p(x | z_l), ``feature_scores`` (B, D) the same per
     feature, ``reconstruction`` (B, D) the decoder mean averaged over the L samples.
+
+    With a ``reference`` (a module x (B, D) -> log p_ref per feature (B, D), see
+    :mod:`training.reference`) both scores become negative log likelihood ratios:
+    ``-log RP(x) + log p_ref(x)``, and ``-log RP_j(x) + log p_ref(x_j)`` per feature.
     """
 
-    def __init__(self, vae: VAE) -> None:
+    def __init__(self, vae: VAE, reference: nn.Module | None = None) -> None:
         super().__init__()
         self.vae = vae
+        self.reference = reference
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -86,6 +91,10 @@ class ReconstructionProbability(nn.Module):
         score = log_l - torch.logsumexp(ll.sum(-1), dim=0)  # (B,)
         feature_scores = log_l - torch.logsumexp(ll, dim=0)  # (B, D)
         reconstruction = self.vae.likelihood.mean(loc, scale_raw).mean(0)  # (B, D)
+        if self.reference is not None:
+            ref = self.reference(x)  # (B, D) log p_ref per feature
+            score = score + ref.sum(-1)
+            feature_scores = feature_scores + ref
         return score, feature_scores, reconstruction
 
 

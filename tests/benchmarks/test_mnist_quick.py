@@ -27,7 +27,8 @@ def test_quick_mode_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "mnist_leave_one_out.json").read_text())
     assert [d["digit"] for d in result["digits"]] == [1, 9]
-    methods = {"recprob", "elbo", "recerr", "pca", "ae", "pyod", "pyod_kl"}
+    methods = {"recprob", "recprob_plain", "elbo", "recerr", "pca", "ae", "ae_ref", "pyod",
+               "pyod_kl"}
     for d in result["digits"]:
         assert set(d["metrics"]) == methods
         assert d["n_test_anomalies"] == {1: 1135, 9: 1009}[d["digit"]]

@@ -60,6 +60,7 @@ def test_train_score_evaluate_info(trained: tuple[Path, Path]) -> None:
 
     proc = run("info", bundle)
     assert "target FPR 0.05" in proc.stdout and "f0:num" in proc.stdout
+    assert "score       -log reconstruction probability (nats)" in proc.stdout
     manifest = json.loads(run("info", bundle, "--json").stdout)
     assert manifest["kind"] == "tabular" and "history" not in manifest["training"]
 
@@ -100,6 +101,11 @@ def _bad_cases(root: Path, bundle: Path) -> list[tuple[str, list[str | Path], st
          "could not be decoded", 2),
         ("bad label column", ["evaluate", bundle, root / "g.csv", "--label-column", "nope"],
          "label column 'nope'", 2),
+        ("reference on a table", ["train", root / "normal.csv", "--out", root / "t_model",
+                                  "--reference", "local", "--quiet"],
+         "the local reference is for images", 2),
+        ("unknown reference", ["train", root / "normal.csv", "--out", root / "t_model",
+                               "--reference", "png", "--quiet"], "unknown reference 'png'", 2),
     ]
 
 

@@ -38,7 +38,7 @@ def numpy_reconstruction_probability(vae: VAE, x: np.ndarray, eps: np.ndarray
     out = _numpy_mlp(dec, z.reshape(-1, d_z)).reshape(eps.shape[0], x.shape[0], 2 * D)
     loc, raw = out[..., :D], out[..., D:]
     ll = np.empty_like(loc)  # (L, B, D)
-    for kind, a, b in BLOCKS:
+    for kind, a, b in vae.likelihood.blocks:
         xs, ls = x[:, a:b], loc[..., a:b]
         if kind == "gaussian":
             var = vae.likelihood.var_floor + np.logaddexp(0.0, raw[..., a:b])
