@@ -99,8 +99,8 @@ def fit_local_reference(x: np.ndarray, shape: tuple[int, int, int], var_floor: f
                         chunk: int = 2048) -> LocalReference:
     """Least-squares fit on normal training images ``x`` (N, D), D = C*H*W, values in [0, 1].
 
-    Normal equations accumulated in chunks (memory does not grow with N); the residual
-    variance is floored at ``var_floor``, the VAE's own floor."""
+    Normal equations accumulated in chunks, one pass (memory does not grow with N); the
+    residual variance is floored at ``var_floor``, the VAE's own floor."""
     c, h, w = shape
     if x.ndim != 2 or x.shape[1] != c * h * w or x.shape[0] == 0:
         raise InputError(f"reference fit needs (N, {c * h * w}) images, got {x.shape}")
@@ -108,21 +108,21 @@ def fit_local_reference(x: np.ndarray, shape: tuple[int, int, int], var_floor: f
         raise InputError("the local reference needs a positive variance floor (Gaussian "
                          "likelihood); use --reference none with a Bernoulli decoder")
     k = len(NEIGHBOURS) + 1
-    gram = np.zeros((c, k, k))
-    moment = np.zeros((c, k))
+    gram = np.zeros((c, k, k))  # A^T A per channel, A = [neighbours, 1] per pixel
+    moment = np.zeros((c, k))  # A^T y
+    energy = np.zeros(c)  # y^T y
     for start in range(0, x.shape[0], chunk):
         imgs = x[start:start + chunk].reshape(-1, c, h, w).astype(np.float64)
         for ch in range(c):
             a = _neighbours(imgs[:, ch]).reshape(-1, k - 1)
             a = np.concatenate([a, np.ones((a.shape[0], 1))], axis=1)  # (N*H*W, 5)
+            y = imgs[:, ch].reshape(-1)
             gram[ch] += a.T @ a
-            moment[ch] += a.T @ imgs[:, ch].reshape(-1)
+            moment[ch] += a.T @ y
+            energy[ch] += y @ y
     coef = np.stack([np.linalg.lstsq(gram[ch], moment[ch], rcond=None)[0] for ch in range(c)])
-    sse = np.zeros(c)
-    for start in range(0, x.shape[0], chunk):
-        imgs = x[start:start + chunk].reshape(-1, c, h, w).astype(np.float64)
-        for ch in range(c):
-            pred = _neighbours(imgs[:, ch]) @ coef[ch, :-1] + coef[ch, -1]
-            sse[ch] += ((imgs[:, ch] - pred) ** 2).sum()
+    # Residual sum of squares from the same sums: |y - A w|^2 = y'y - 2 w'A'y + w'A'A w.
+    sse = np.array([energy[ch] - 2 * coef[ch] @ moment[ch] + coef[ch] @ gram[ch] @ coef[ch]
+                    for ch in range(c)])
     variance = np.maximum(sse / (x.shape[0] * h * w), var_floor)
     return LocalReference(shape, coef[:, :-1], coef[:, -1], variance)
