@@ -29,7 +29,9 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 
-test-slow: install
+# the slow tests run the benchmarks' quick modes, which need the bench extra (PyOD)
+test-slow:
+	$(MAKE) install EXTRAS=$(EXTRAS),bench
 	$(BIN)/python -m pytest -m slow
 
 clean:

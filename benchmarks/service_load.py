@@ -128,6 +128,18 @@ def http_request(path: str, body: bytes, content_type: str = "application/json")
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else the platform's machine type: the
+    figures differ several-fold between hosts, so the results say which one they are from."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def process_cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of a process and all its threads (Linux /proc), or None."""
     try:
@@ -343,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     load_after = os.getloadavg()
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
                     "python": platform.python_version(), "loadavg_before": load_before,
                     "loadavg_after": load_after},
         "settings": {"clients": args.clients, "seconds": args.seconds, "rounds": args.rounds,
@@ -367,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'offline Scorer.score (x ready)':32} {'':>7} {'':>9} {offline_graph:>10.1f}")
     print(f"\nbatching on vs bare: {summary['single_sample_rps_vs_bare']:.0%} of the req/s; "
           f"p99 {on.p99_ms:.1f} ms (aim: >= 70%, < 25 ms). Load average before/after: "
-          f"{load_before[0]:.2f}/{load_after[0]:.2f} on {os.cpu_count()} CPUs.")
+          f"{load_before[0]:.2f}/{load_after[0]:.2f} on {os.cpu_count()} CPUs ({cpu_model()}).")
     if cpu_ratio is not None:
         print(f"server CPU per single-sample request: bare {bare.server_cpu_us_per_request:.0f}"
               f" us, service {on.server_cpu_us_per_request:.0f} us: the service's CPU-bound "

@@ -22,7 +22,7 @@ MNIST = SHARED_DATA / "mnist"
 def test_quick_mode_end_to_end(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "mnist_leave_one_out.py"), "--quick",
-         "--data", str(MNIST), "--out", str(tmp_path)],
+         "--data", str(MNIST), "--out", str(tmp_path), "--jobs", "2"],
         capture_output=True, text=True, timeout=880, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "mnist_leave_one_out.json").read_text())
