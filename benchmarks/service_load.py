@@ -354,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         "multi_sample_vs_offline_score_rows": round(results[3].samples_per_s / offline_rows, 3),
     }
     load_after = os.getloadavg()
+    cpu = cpu_model()
     report = {
-        "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
                     "python": platform.python_version(), "loadavg_before": load_before,
                     "loadavg_after": load_after},
         "settings": {"clients": args.clients, "seconds": args.seconds, "rounds": args.rounds,
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'offline Scorer.score (x ready)':32} {'':>7} {'':>9} {offline_graph:>10.1f}")
     print(f"\nbatching on vs bare: {summary['single_sample_rps_vs_bare']:.0%} of the req/s; "
           f"p99 {on.p99_ms:.1f} ms (aim: >= 70%, < 25 ms). Load average before/after: "
-          f"{load_before[0]:.2f}/{load_after[0]:.2f} on {os.cpu_count()} CPUs ({cpu_model()}).")
+          f"{load_before[0]:.2f}/{load_after[0]:.2f} on {os.cpu_count()} CPUs ({cpu}).")
     if cpu_ratio is not None:
         print(f"server CPU per single-sample request: bare {bare.server_cpu_us_per_request:.0f}"
               f" us, service {on.server_cpu_us_per_request:.0f} us: the service's CPU-bound "
