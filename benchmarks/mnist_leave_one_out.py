@@ -289,7 +289,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.no_baselines:
         args.baselines = []
-    torch.set_num_threads(args.threads)
     digits = args.digits or ([1, 9] if args.quick else list(range(10)))
     if args.quick:
         args.max_train = args.max_train or 10000
