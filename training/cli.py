@@ -24,7 +24,8 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 CONFIG_FLAGS: dict[str, tuple[str, Any, str]] = {
     "latent_dim": ("--latent-dim", int, "latent size d_z"),
     "hidden": ("--hidden", _int_tuple, "MLP hidden sizes, e.g. 128,64"),
-    "architecture": ("--architecture", str, "mlp or conv (images; conv needs size % 4 == 0)"),
+    "architecture": ("--architecture", str,
+                     "mlp or conv (images; conv needs height and width divisible by 4)"),
     "likelihood": ("--likelihood", str, "image decoder: bernoulli or gaussian"),
     "var_floor": ("--var-floor", float, "minimum decoder variance (Gaussian)"),
     "epochs": ("--epochs", int, "maximum epochs"),

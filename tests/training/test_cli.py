@@ -128,3 +128,17 @@ def test_demo_quick(tmp_path: Path) -> None:
             if "test AUROC" in line]
     assert len(aucs) == 2 and min(aucs) > 0.8
     assert list((tmp_path / "demo" / "evaluation-digits" / "heatmaps").glob("*.png"))
+
+
+def test_every_subcommand_help_renders() -> None:
+    """``anomaly <cmd> --help`` must print help, not a traceback (argparse %-formats help
+    strings, so a stray '%' in one breaks only that command's help)."""
+    import argparse
+
+    from anomaly.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"train", "score", "evaluate", "serve", "demo", "info"} <= set(sub.choices)
+    for name, command in sub.choices.items():
+        assert command.format_help().startswith("usage:"), name
