@@ -102,11 +102,17 @@ def image_config(schema: ImageInput, **overrides: object) -> TrainConfig:
     raised the AUROC of digit 1 from 0.13 (Bernoulli, latent 8) and 0.23 (Gaussian, floor 0.01)
     to 0.40, and the reference from 0.36 to 0.72 (mean of ten digits 0.79 -> 0.85 on 20,000
     images). Both are product defaults chosen on that benchmark, not by a criterion on normal
-    data alone (a lower floor always gives a better validation ELBO)."""
+    data alone (a lower floor always gives a better validation ELBO).
+
+    KL weight beta 0.25: with the floor the Gaussian term weighs a squared pixel error by at
+    most 1 / (2 * 0.1) = 5, so at beta 1 the KL term blurs the reconstructions of every digit
+    alike; at 0.25 the conv VAE reconstructs sharper and separates the complex held-out digits
+    better (MNIST leave-one-digit-out, conv, 8 epochs: mean AUROC 0.904 -> 0.909, digits 0, 8
+    and 9 +0.01, no digit worse by more than 0.002; beta 0.1 measured the same as 0.25)."""
     conv = schema.height % 4 == 0 and schema.width % 4 == 0
     base = TrainConfig(architecture="conv" if conv else "mlp", likelihood="gaussian",
                        latent_dim=8, hidden=(512, 256), epochs=100, patience=10,
-                       var_floor=0.1, mc_samples=16, reference="local")
+                       var_floor=0.1, mc_samples=16, reference="local", beta=0.25)
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
