@@ -20,7 +20,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +79,13 @@ def elbo_and_error(model: VAE, x: np.ndarray, seed: int,
     return np.concatenate(neg_elbo), np.concatenate(err)
 
 
+@torch.no_grad()
+def reference_loglik(described: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """(N, 784) images -> (N,) log p_ref(x) in nats under a bundle's recorded reference."""
+    return LocalReference.from_description((1, 28, 28), described)(
+        torch.as_tensor(x)).sum(-1).double().numpy()
+
+
 def run_digit(digit: int, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
               test_y: np.ndarray, config: TrainConfig, args: argparse.Namespace,
               workdir: Path) -> dict[str, Any]:
@@ -106,9 +113,7 @@ def run_digit(digit: int, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
     ref_ll = np.zeros(len(test_x))
     ref_var = config.var_floor
     if described:
-        with torch.no_grad():
-            ref_ll = LocalReference.from_description((1, 28, 28), described)(
-                torch.as_tensor(test_x)).sum(-1).double().numpy()  # (N,) log p_ref(x)
+        ref_ll = reference_loglik(described, test_x)
         ref_var = described["variance"][0]
         scores["recprob_plain"] = result.scores - ref_ll
     scores["elbo"], scores["recerr"] = elbo_and_error(report.fit.model, test_x, config.seed)
@@ -269,18 +274,18 @@ def _one_digit(digit: int, config: TrainConfig, args: argparse.Namespace) -> dic
         return run_digit(digit, train_x, train_y, test_x, test_y, config, args, Path(tmp))
 
 
-def _digit_results(digits: list[int], config: TrainConfig, args: argparse.Namespace
-                   ) -> Iterator[dict[str, Any]]:
-    """Results as digits finish: in order in this process, or in ``args.jobs`` spawned worker
-    processes (each with ``args.threads`` torch threads; a digit's result does not depend on
-    which process ran it: every seed is per digit)."""
-    if args.jobs <= 1:
+def digit_results(run: Callable[..., dict[str, Any]], digits: list[int], jobs: int,
+                  *extra: Any) -> Iterator[dict[str, Any]]:
+    """``run(digit, *extra)`` per digit, results as digits finish: in order in this process, or
+    in ``jobs`` spawned worker processes (a digit's result does not depend on which process ran
+    it: every seed is per digit)."""
+    if jobs <= 1:
         for digit in digits:
-            yield _one_digit(digit, config, args)
+            yield run(digit, *extra)
         return
     ctx = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state in the workers
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(_one_digit, d, config, args) for d in digits]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = [pool.submit(run, d, *extra) for d in digits]
         for future in as_completed(futures):
             yield future.result()
 
@@ -308,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_train": args.max_train, "pyod_epochs": args.pyod_epochs}
     results: list[dict[str, Any]] = []
     run_started = time.perf_counter()
-    for res in _digit_results(digits, config, args):
+    for res in digit_results(_one_digit, digits, args.jobs, config, args):
         results.append(res)
         results.sort(key=lambda r: r["digit"])
         m = res["metrics"]

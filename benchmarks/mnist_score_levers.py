@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +36,21 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from mnist_leave_one_out import BENCH_SETTINGS, SCHEMA, _mnist, overrides  # noqa: E402
+from mnist_leave_one_out import (  # noqa: E402
+    BENCH_SETTINGS,
+    SCHEMA,
+    _mnist,
+    digit_results,
+    overrides,
+    reference_loglik,
+)
 
 from anomaly.metrics import auroc  # noqa: E402
 from anomaly.scorer import Scorer  # noqa: E402
 from training.pipeline import image_config, split_indices, train_images  # noqa: E402
-from training.reference import LocalReference  # noqa: E402
 from training.trainer import TrainConfig  # noqa: E402
 
 WEIGHTS = (0.5, 0.75)  # fixed reference weights, for comparison
-
-
-def _ref_ll(described: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """(N, 784) -> (N,) log p_ref(x) in nats under the bundle's reference."""
-    with torch.no_grad():
-        return LocalReference.from_description((1, 28, 28), described)(
-            torch.as_tensor(x)).sum(-1).double().numpy()
 
 
 def run_digit(digit: int, config: TrainConfig, data: Path, threads: int,
@@ -74,7 +71,8 @@ def run_digit(digit: int, config: TrainConfig, data: Path, threads: int,
     described = report.manifest.model.config.get("reference")
     auc = {f"L{n}": auroc(s, labels) for n, s in test.items()}
     if described:
-        ref_test, ref_val = _ref_ll(described, test_x), _ref_ll(described, normal[val_idx])
+        ref_test = reference_loglik(described, test_x)
+        ref_val = reference_loglik(described, normal[val_idx])
         # -log RP(x), (N,)
         plain_test, plain_val = test[config.mc_samples] - ref_test, val - ref_val
         # Slope of -log RP on -log p_ref among normal images: lambda.
@@ -110,20 +108,15 @@ def main(argv: list[str] | None = None) -> int:
               for r in json.loads(args.ae.read_text())["digits"] if "ae" in r["metrics"]}
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(run_digit, d, config, args.data, args.threads,
-                               tuple(args.samples))
-                   for d in args.digits]
-        for future in as_completed(futures):
-            r = future.result()
-            rows.append(r)
-            _write(args, config, ae, rows, started)
-            print(f"digit {r['digit']}: " + "  ".join(f"{k} {v:.3f}" for k, v in
-                                                       r["auroc"].items())
-                  + (f"  AE {ae[r['digit']]:.3f}" if r["digit"] in ae else "")
-                  + f"  lambda {r.get('lambda', float('nan')):.2f}  ({r['seconds']:.0f} s)",
-                  flush=True)
+    for r in digit_results(run_digit, args.digits, args.jobs, config, args.data, args.threads,
+                           tuple(args.samples)):
+        rows.append(r)
+        _write(args, config, ae, rows, started)
+        print(f"digit {r['digit']}: "
+              + "  ".join(f"{k} {v:.3f}" for k, v in r["auroc"].items())
+              + (f"  AE {ae[r['digit']]:.3f}" if r["digit"] in ae else "")
+              + f"  lambda {r.get('lambda', float('nan')):.2f}  ({r['seconds']:.0f} s)",
+              flush=True)
     mean, wins = _write(args, config, ae, rows, started)
     print("mean: " + "  ".join(f"{k} {v:.3f}" for k, v in mean.items()))
     if ae:
