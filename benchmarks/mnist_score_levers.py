@@ -8,8 +8,9 @@ Trains the benchmark's VAE (``mnist_leave_one_out.BENCH_SETTINGS`` plus ``--set`
 digit through the public pipeline and scores the test set through its bundle, then reports the
 AUROC of score variants a user could choose from normal data alone:
 
-* ``L16`` / ``L64``: the shipped likelihood-ratio score with L Monte Carlo samples;
-* ``plain``: -log RP(x) without the reference (L = 16);
+* ``L<n>``: the shipped likelihood-ratio score with n Monte Carlo samples: the bundle's own
+  (16) and each ``--samples`` count;
+* ``plain``: -log RP(x) without the reference (the bundle's L);
 * ``ref_fit``: -log RP(x) + lambda log p_ref(x), lambda the least-squares slope of -log RP on
   -log p_ref over the *normal* validation images: the share of the normal scores' spread that
   input complexity explains, removed (lambda = 1 is the shipped ratio);
