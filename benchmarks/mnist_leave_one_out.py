@@ -252,6 +252,11 @@ def overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def config_record(config: TrainConfig) -> dict[str, Any]:
+    """The training settings as JSON-able values (tuples as lists), recorded with results."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()}
+
+
 _DATA: dict[Path, tuple[np.ndarray, ...]] = {}
 
 
@@ -308,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": " ".join(sys.argv), "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.processor() or platform.machine()}, {args.jobs} job(s) x "
                        f"{args.threads} torch thread(s)",
-            "config": {k: (list(v) if isinstance(v, tuple) else v)
-                       for k, v in vars(config).items()},
+            "config": config_record(config),
             "max_train": args.max_train, "pyod_epochs": args.pyod_epochs}
     results: list[dict[str, Any]] = []
     run_started = time.perf_counter()

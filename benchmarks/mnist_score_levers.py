@@ -41,6 +41,7 @@ from mnist_leave_one_out import (  # noqa: E402
     BENCH_SETTINGS,
     SCHEMA,
     _mnist,
+    config_record,
     digit_results,
     overrides,
     reference_loglik,
@@ -136,8 +137,7 @@ def _write(args: argparse.Namespace, config: TrainConfig, ae: dict[int, float],
             for k in keys}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"mnist_score_levers{args.suffix}.json").write_text(json.dumps(
-        {"command": " ".join(sys.argv), "config": {k: (list(v) if isinstance(v, tuple) else v)
-                                                   for k, v in vars(config).items()},
+        {"command": " ".join(sys.argv), "config": config_record(config),
          "digits": rows, "mean": mean, "ae": ae, "wins_vs_ae": wins,
          "wall_s": round(time.perf_counter() - started, 1)}, indent=1))
     return mean, wins
