@@ -1,51 +1,71 @@
-"""vae-anomaly core: bundles, preprocessing, the onnxruntime scorer, thresholds and metrics.
+"""vae-anomaly core: bundles, preprocessing, the onnxruntime scorer, calibration, batch
+scoring and evaluation. Never imports torch, ``training`` or ``service``.
 
-Never imports torch, ``training`` or ``service``.
+Layers, each importing only those below it (an import-linter contract holds the line):
+``cli`` > ``evaluation`` > ``batch`` > ``inference`` > ``preprocessing`` | ``calibration`` >
+``bundle``; ``errors``, ``plots``, ``progress`` and ``_fs`` serve them all.
 """
 
-from anomaly.bundle import Bundle, load_bundle, write_bundle
+import importlib.metadata
+
+from anomaly.batch import ScoreOptions, ScoreSummary, score_path
+from anomaly.bundle import SCHEMA_VERSION, Bundle, Manifest, load_bundle, write_bundle
+from anomaly.calibration import (
+    at_threshold,
+    auprc,
+    auroc,
+    calibrate,
+    f1_optimal_threshold,
+    p_values,
+    roc_curve,
+    threshold_for_fpr,
+)
 from anomaly.errors import (
     AnomalyError,
-    AuthError,
     BundleError,
     InputError,
-    ModelNotFoundError,
-    OverloadedError,
+    MissingExtraError,
     PayloadTooLargeError,
 )
-from anomaly.metrics import at_threshold, auprc, auroc, roc_curve
-from anomaly.noise import DEFAULT_SEED, latent_noise
+from anomaly.evaluation import EvaluationReport, evaluate_path
+from anomaly.inference import DEFAULT_SEED, Graph, Scorer, ScoreResult, latent_noise
 from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor
-from anomaly.schema import SCHEMA_VERSION, Manifest
-from anomaly.scorer import Graph, Scorer, ScoreResult
-from anomaly.threshold import calibrate, f1_optimal_threshold, p_values, threshold_for_fpr
+
+try:
+    __version__ = importlib.metadata.version("vae-anomaly")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a bare source checkout
+    __version__ = "unknown"
 
 __all__ = [
     "DEFAULT_SEED",
     "SCHEMA_VERSION",
     "AnomalyError",
-    "AuthError",
     "Bundle",
     "BundleError",
+    "EvaluationReport",
     "Graph",
     "ImagePreprocessor",
     "InputError",
     "Manifest",
-    "ModelNotFoundError",
-    "OverloadedError",
+    "MissingExtraError",
     "PayloadTooLargeError",
+    "ScoreOptions",
     "ScoreResult",
+    "ScoreSummary",
     "Scorer",
     "TabularPreprocessor",
+    "__version__",
     "at_threshold",
     "auprc",
     "auroc",
     "calibrate",
+    "evaluate_path",
     "f1_optimal_threshold",
     "latent_noise",
     "load_bundle",
     "p_values",
     "roc_curve",
+    "score_path",
     "threshold_for_fpr",
     "write_bundle",
 ]

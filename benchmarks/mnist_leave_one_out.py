@@ -34,9 +34,9 @@ sys.path.insert(0, str(HERE))
 
 from mnist_baselines import autoencoder_scores, pca_scores, pyod_vae_scores  # noqa: E402
 
-from anomaly.metrics import at_threshold, auprc, auroc  # noqa: E402
-from anomaly.schema import ImageInput  # noqa: E402
-from anomaly.scorer import Scorer  # noqa: E402
+from anomaly.bundle import ImageInput  # noqa: E402
+from anomaly.calibration.metrics import at_threshold, auprc, auroc  # noqa: E402
+from anomaly.inference import Scorer  # noqa: E402
 from training.likelihood import Likelihood  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
 from training.pipeline import image_config, split_indices, train_images  # noqa: E402

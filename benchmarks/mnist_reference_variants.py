@@ -36,8 +36,8 @@ sys.path.insert(0, str(HERE))
 
 from mnist_leave_one_out import BENCH_SETTINGS, SCHEMA  # noqa: E402
 
-from anomaly.metrics import auroc  # noqa: E402
-from anomaly.scorer import Scorer  # noqa: E402
+from anomaly.calibration.metrics import auroc  # noqa: E402
+from anomaly.inference import Scorer  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
 from training.pipeline import image_config, split_indices, train_images  # noqa: E402
 

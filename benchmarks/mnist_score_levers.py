@@ -47,8 +47,8 @@ from mnist_leave_one_out import (  # noqa: E402
     reference_loglik,
 )
 
-from anomaly.metrics import auroc  # noqa: E402
-from anomaly.scorer import Scorer  # noqa: E402
+from anomaly.calibration.metrics import auroc  # noqa: E402
+from anomaly.inference import Scorer  # noqa: E402
 from training.pipeline import image_config, split_indices, train_images  # noqa: E402
 from training.trainer import TrainConfig  # noqa: E402
 

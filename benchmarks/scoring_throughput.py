@@ -24,9 +24,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from anomaly.noise import latent_noise
-from anomaly.schema import ImageInput
-from anomaly.scorer import Scorer
+from anomaly.bundle import ImageInput
+from anomaly.inference import Scorer
+from anomaly.inference.noise import latent_noise
 from training.pipeline import image_config, train_images
 from training.vae import ReconstructionProbability
 

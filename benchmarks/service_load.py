@@ -238,7 +238,7 @@ def train_bundle(out: Path) -> Path:
 def offline_rate(bundle: Path, rows: list[dict[str, float]], seconds: float,
                  intra_op_threads: int | None) -> tuple[float, float]:
     """Samples/s of Scorer.score_rows (preprocessing included) and of Scorer.score alone."""
-    from anomaly.scorer import Scorer
+    from anomaly.inference import Scorer
 
     scorer = Scorer(bundle, intra_op_threads=intra_op_threads)
     x = scorer.preprocessor.transform(  # type: ignore[union-attr]

@@ -3,9 +3,9 @@ queue here and are coalesced into one onnxruntime call of at most ``max_batch_si
 the oldest request waits at most ``max_queue_delay`` for the batch to fill.
 
 Why it is safe: a sample's latent noise comes only from its own seed
-(:func:`anomaly.noise.latent_noise`), so its score does not depend on its batch mates.
+(:func:`anomaly.inference.noise.latent_noise`), so its score does not depend on its batch mates.
 Why it is bounded: at most ``max_queue_size`` samples wait; beyond that :meth:`submit` raises
-:class:`~anomaly.errors.OverloadedError` (503 + Retry-After) instead of growing memory.
+:class:`~service.errors.OverloadedError` (503 + Retry-After) instead of growing memory.
 onnxruntime runs on this batcher's own thread pool (``instances`` threads), never on the
 event loop.
 """
@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomaly.errors import AnomalyError, InputError, OverloadedError
-from anomaly.scorer import Scorer, ScoreResult
+from anomaly.errors import AnomalyError, InputError
+from anomaly.inference import Scorer, ScoreResult
+from service.config import Settings
+from service.errors import OverloadedError
 from service.metrics import VersionMetrics
 
 log = logging.getLogger("service.batching")
@@ -32,14 +34,22 @@ log = logging.getLogger("service.batching")
 
 @dataclass(frozen=True)
 class BatchConfig:
-    """Knobs of one batcher; times in seconds, sizes in samples."""
+    """Knobs of one batcher, times in seconds and sizes in samples; made from the service's
+    :class:`~service.config.Settings`, which hold the defaults."""
 
-    enabled: bool = True
-    max_batch_size: int = 64
-    max_queue_delay_s: float = 0.0005
-    max_queue_size: int = 2048
-    instances: int = 1
-    retry_after_s: float = 1.0
+    enabled: bool
+    max_batch_size: int
+    max_queue_delay_s: float
+    max_queue_size: int
+    instances: int
+    retry_after_s: float
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> BatchConfig:
+        return cls(enabled=s.dynamic_batching, max_batch_size=s.max_batch_size,
+                   max_queue_delay_s=s.max_queue_delay_us / 1e6,
+                   max_queue_size=s.max_queue_size, instances=s.instances,
+                   retry_after_s=float(s.retry_after_s))
 
 
 class _Item:

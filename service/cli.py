@@ -7,56 +7,30 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
-import typing
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
+from anomaly.cli.flags import add_arguments as add_setting_arguments
+from anomaly.cli.flags import given, model_settings
 from service.config import Settings
 
 #: Flags people type often get a short alias too.
 SHORT = {"models": "-m", "port": "-p"}
 
 
-def _flag_type(annotation: Any) -> tuple[Any, bool]:
-    """(argparse type, is_bool) for a settings field's annotation."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType) and len(args) == 1:
-        annotation = args[0]
-        origin = typing.get_origin(annotation)
-    if annotation is bool:
-        return None, True
-    if annotation in (int, float):
-        return annotation, False
-    if annotation in (str, Path, SecretStr) or origin is list:
-        return str, False  # lists are comma-separated; pydantic validates the rest
-    raise TypeError(f"no CLI flag type for {annotation!r}")  # pragma: no cover
+SETTINGS = model_settings(Settings, SHORT)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per settings field, default SUPPRESS so unset flags leave the field alone."""
-    for name, field in Settings.model_fields.items():
-        flag_type, is_bool = _flag_type(field.annotation)
-        flags = [f"--{name.replace('_', '-')}"] + ([SHORT[name]] if name in SHORT else [])
-        env = f"ANOMALY_{name.upper()}"
-        help_text = f"{field.description or ''} [env {env}]".replace("%", "%%")
-        if is_bool:
-            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(*flags, dest=name, type=flag_type, default=argparse.SUPPRESS,
-                                help=help_text)
+    """One flag per settings field; unset flags leave the field to the environment."""
+    add_setting_arguments(parser, SETTINGS, env_prefix="ANOMALY_")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Flags given on the command line override the environment and the defaults."""
-    overrides = {name: getattr(args, name) for name in Settings.model_fields
-                 if hasattr(args, name)}
-    return Settings(**overrides)
+    return Settings(**given(args, SETTINGS))
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""The one place where errors become HTTP responses: always ``{"error": "<message>"}`` with the
-status the :mod:`anomaly.errors` class names, never a stack trace (those go to the log).
+"""The one place where errors become HTTP responses: always ``{"error": "<message>"}`` with
+the status :data:`STATUS` gives the error's class, never a stack trace (those go to the log).
+The errors only the service raises live here too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from anomaly.errors import AnomalyError, AuthError, InputError, OverloadedError
+from anomaly.errors import (
+    AnomalyError,
+    BundleError,
+    InputError,
+    MissingExtraError,
+    PayloadTooLargeError,
+)
 
 log = logging.getLogger("service.errors")
 
@@ -21,7 +28,44 @@ log = logging.getLogger("service.errors")
 class UnsupportedMediaTypeError(InputError):
     """The request body's Content-Type is not one this endpoint reads."""
 
-    http_status = 415
+
+class ModelNotFoundError(AnomalyError, LookupError):
+    """No model (or version) of that name is loaded."""
+
+
+class OverloadedError(AnomalyError):
+    """The scoring queue is full; the caller should retry after a short wait."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class AuthError(AnomalyError):
+    """Missing or wrong API key."""
+
+
+#: HTTP status per error class; the most specific class listed wins (looked up along the
+#: exception's MRO), anything else of ours is a 500.
+STATUS: dict[type[AnomalyError], int] = {
+    AuthError: 401,
+    ModelNotFoundError: 404,
+    UnsupportedMediaTypeError: 415,
+    PayloadTooLargeError: 413,
+    InputError: 422,
+    OverloadedError: 503,
+    BundleError: 500,
+    MissingExtraError: 500,
+}
+
+
+def status_of(exc: AnomalyError | type[AnomalyError]) -> int:
+    """The HTTP status of one of our errors (or error classes)."""
+    cls = exc if isinstance(exc, type) else type(exc)
+    for klass in cls.__mro__:
+        if klass in STATUS:
+            return STATUS[klass]
+    return 500
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None
@@ -39,7 +83,7 @@ def response_for(exc: AnomalyError) -> Response:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     if isinstance(exc, AuthError):
         headers["WWW-Authenticate"] = "Bearer"
-    return error_response(exc.http_status, str(exc), headers)
+    return error_response(status_of(exc), str(exc), headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -56,7 +100,7 @@ def respond(request: Request, exc: Exception) -> Response:
     parameter validation as 422, Starlette's HTTP errors (a malformed multipart body) as they
     are, anything else as a 500 with the request id (a bug: the traceback goes to the log)."""
     if isinstance(exc, AnomalyError):
-        if exc.http_status >= 500:
+        if status_of(exc) >= 500:
             log.error("request failed: %s", exc, extra={"fields": _request_fields(request)})
         return response_for(exc)
     if isinstance(exc, RequestValidationError):

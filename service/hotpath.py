@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from starlette._utils import get_route_path
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,6 +29,16 @@ from service import errors
 from service.middleware import RequestContextMiddleware
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]
+
+
+def route_path(scope: Scope) -> str:
+    """The request path below the app's mount point (``root_path``), as Starlette's router
+    matches it."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root):]
+    return path
 
 
 class HotRoute:
@@ -66,7 +75,7 @@ class ServiceApp(FastAPI):
 
         async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http" and scope["method"] == "POST":
-                path = get_route_path(scope)
+                path = route_path(scope)
                 for route in routes:
                     match = route.pattern.match(path)
                     if match is not None:

@@ -15,6 +15,7 @@ from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from anomaly import __version__
 from anomaly.errors import BundleError
 from service import errors, logs, routes_v1, routes_v2
 from service.config import Settings
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = ServiceApp(
         title="vae-anomaly inference service", description=DESCRIPTION,
-        version=routes_v2._version_string(), lifespan=lifespan,
+        version=__version__, lifespan=lifespan,
         hot_routes=[HotRoute("/v1/models/{name}/score", routes_v1.score),
                     HotRoute("/v2/models/{name}/infer", routes_v2.infer)],
         max_body_bytes=settings.max_body_bytes, access_log=settings.access_log,

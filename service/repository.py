@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from anomaly.bundle import MANIFEST
-from anomaly.errors import AnomalyError, ModelNotFoundError
-from anomaly.preprocessing import TabularPreprocessor
-from anomaly.scorer import Scorer
+from anomaly.errors import AnomalyError
+from anomaly.inference import Scorer
 from service.batching import BatchConfig, DynamicBatcher
 from service.config import Settings
+from service.errors import ModelNotFoundError
 from service.metrics import ServiceMetrics, VersionMetrics
-from service.rows import RowEncoder
 
 log = logging.getLogger("service.repository")
 
@@ -48,7 +47,6 @@ class ModelVersion:
     batcher: DynamicBatcher
     metrics: VersionMetrics
     loaded_at: float
-    rows: RowEncoder | None = None  # tabular models only
     leases: int = 0
     retired: bool = False
     drained: asyncio.Event = field(default_factory=asyncio.Event)
@@ -64,7 +62,7 @@ class ModelVersion:
             "target_fpr": m.threshold.target_fpr,
             "mc_samples": self.scorer.mc_samples,
             "provider": self.scorer.provider,
-            "providers": list(self.scorer.graph.session.get_providers()),
+            "providers": list(self.scorer.graph.providers),
             "bundle_name": m.name,
             "created_at": m.created_at,
             "loaded_at": _iso(self.loaded_at),
@@ -289,15 +287,10 @@ class ModelRepository:
         vm = self.metrics.version(name, version, scorer.provider, bundle.threshold,
                                   bundle.manifest.threshold.target_fpr,
                                   bundle.calibration_scores)
-        config = BatchConfig(enabled=s.dynamic_batching, max_batch_size=s.max_batch_size,
-                             max_queue_delay_s=s.max_queue_delay_us / 1e6,
-                             max_queue_size=s.max_queue_size, instances=s.instances,
-                             retry_after_s=float(s.retry_after_s))
-        batcher = DynamicBatcher(scorer, config, vm, f"{name}-v{version}")
+        batcher = DynamicBatcher(scorer, BatchConfig.from_settings(s), vm,
+                                 f"{name}-v{version}")
         batcher.start()
-        rows = RowEncoder(scorer.preprocessor) \
-            if isinstance(scorer.preprocessor, TabularPreprocessor) else None
-        return ModelVersion(name, version, path, fp, scorer, batcher, vm, time.time(), rows)
+        return ModelVersion(name, version, path, fp, scorer, batcher, vm, time.time())
 
     def _retire(self, old: ModelVersion, replacement: ModelVersion | None) -> None:
         """Close ``old`` once its leased requests are done; fix up its gauges."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 from typing import Any
 
 import numpy as np
@@ -14,18 +13,18 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from anomaly.errors import BundleError, InputError, PayloadTooLargeError
-from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor
-from anomaly.scorer import ScoreResult
-from service.errors import UnsupportedMediaTypeError
+from anomaly.inference import ScoreResult
+from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor, rejected_rows_error
+from service.errors import UnsupportedMediaTypeError, status_of
 from service.repository import ModelVersion
 from service.state import (
+    VERSION_QUERY,
+    QueryParam,
     check_api_key,
     finite,
     get_state,
     json_response,
     loads,
-    query_bool,
-    query_int,
     scoring_request,
 )
 
@@ -46,25 +45,17 @@ SCORE_BODY_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
 }}}
 
 
-def _query_doc(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
-
-SCORE_QUERY_DOC = [
-    _query_doc("explain", {"type": "boolean", "default": False},
-               "add the top-k columns (rows) or the heat map as a base64 PNG (images)"),
-    _query_doc("top_k", {"type": "integer", "minimum": 1, "maximum": 1000},
-               "columns per row with explain (default: the service's explain_top_k)"),
-    _query_doc("raw_map", {"type": "boolean", "default": False},
-               "with explain on images, also the raw (H, W) map in nats per pixel"),
-    _query_doc("seed", {"type": "integer", "minimum": 0},
-               "noise seed for every sample of the request (default: the service's)"),
-    _query_doc("version", {"type": "integer", "minimum": 1},
-               "model version (default: the latest loaded)"),
-    _query_doc("mc_samples", {"type": "integer", "minimum": 1},
-               "latent samples L (default: the bundle's)"),
-]
+EXPLAIN = QueryParam("explain", bool, "add the top-k columns (rows) or the heat map as a "
+                     "base64 PNG (images)")
+TOP_K = QueryParam("top_k", int, "columns per row with explain (default: the service's "
+                   "explain_top_k)", 1, 1000)
+RAW_MAP = QueryParam("raw_map", bool, "with explain on images, also the raw (H, W) map in "
+                     "nats per pixel")
+SEED = QueryParam("seed", int, "noise seed for every sample of the request (default: the "
+                  "service's)", 0, 2**63 - 1)
+MC_SAMPLES = QueryParam("mc_samples", int, "latent samples L (default: the bundle's; at most "
+                        "the service's max_mc_samples)", 1)
+SCORE_QUERY = (EXPLAIN, TOP_K, RAW_MAP, SEED, VERSION_QUERY, MC_SAMPLES)
 
 
 @router.get("/models", summary="Loaded models and their versions")
@@ -94,12 +85,13 @@ async def reload_model(request: Request, name: str, force: bool = False) -> Resp
         first = report["failed"][0]
         message = (f"version {first['version']} of '{name}' failed to load: {first['error']}"
                    + (f"; still serving {report['serving']}" if report["serving"] else ""))
-        return json_response({"error": message, **report}, status=BundleError.http_status)
+        return json_response({"error": message, **report}, status=status_of(BundleError))
     return json_response(report)
 
 
 @router.post("/models/{name}/score", summary="Score rows or images",
-             openapi_extra={**SCORE_BODY_DOC, "parameters": SCORE_QUERY_DOC})
+             openapi_extra={**SCORE_BODY_DOC,
+                            "parameters": [p.openapi() for p in SCORE_QUERY]})
 async def score(request: Request, name: str) -> Response:
     """Rows: ``application/json`` ``{"rows": [{col: value}, ...]}`` or ``text/csv`` with a
     header. Images: a raw ``image/png`` / ``image/jpeg`` body or ``multipart/form-data`` with
@@ -107,11 +99,11 @@ async def score(request: Request, name: str) -> Response:
     settings = get_state(request).settings
 
     async def work(mv: ModelVersion) -> Response:
-        explain = query_bool(request, "explain")
-        raw_map = query_bool(request, "raw_map")
-        top_k = query_int(request, "top_k", 1, 1000) or settings.explain_top_k
-        seed = query_int(request, "seed", 0, 2**63 - 1)
-        n_mc = query_int(request, "mc_samples", 1, settings.max_mc_samples) \
+        explain = EXPLAIN.read(request)
+        raw_map = RAW_MAP.read(request)
+        top_k = TOP_K.read(request) or settings.explain_top_k
+        seed = SEED.read(request)
+        n_mc = MC_SAMPLES.read(request, settings.max_mc_samples) \
             or mv.scorer.mc_samples  # L, latent samples per input
         x, filenames = await _read_inputs(request, mv)  # (B, D)
         s = settings.default_seed if seed is None else seed
@@ -191,9 +183,8 @@ async def _read_inputs(request: Request, mv: ModelVersion) -> tuple[np.ndarray, 
                              "or multipart/form-data files, not rows")
         body = await request.body()
         if ctype == "application/json":
-            assert mv.rows is not None  # every tabular version has its row encoder
-            return mv.rows.encode(_json_rows(body, limit)), []
-        return prep.transform(_csv_columns(body, limit), strict=True).x, []
+            return prep.encode_rows(_json_rows(body, limit)), []
+        return _csv_x(prep, body, limit), []
     raise UnsupportedMediaTypeError(
         f"unsupported Content-Type '{ctype or '(none)'}': send application/json or text/csv "
         "rows, or image/png, image/jpeg or multipart/form-data images")
@@ -211,21 +202,30 @@ def _json_rows(body: bytes, limit: int) -> list[Any]:
     return rows
 
 
-def _csv_columns(body: bytes, limit: int) -> dict[str, Any]:
+def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int) -> np.ndarray:
+    """A CSV body -> x (B, D), read as batch scoring reads CSV files (fields as text, through
+    the same Arrow encoder), so a CSV row scores the same posted or in a file."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
-    from anomaly.tables import CSV_CONVERT, table_columns
+    from anomaly.batch.sources import csv_header_names, read_csv_text
 
     if not body.strip():
         raise InputError("the CSV body is empty; send a header row and at least one row")
     try:
-        table = pacsv.read_csv(io.BytesIO(body), convert_options=CSV_CONVERT)
+        names = csv_header_names(body)
+        table = read_csv_text(body, [c for c in prep.column_names if c in names])
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot parse the CSV body: {exc}") from exc
     if table.num_rows == 0:
         raise InputError("the CSV body has a header but no rows")
+    missing = [c for c in prep.column_names if c not in names]
+    if missing:
+        raise InputError(f"missing column(s) {missing}; the model expects {prep.column_names}")
     if table.num_rows > limit:
         raise PayloadTooLargeError(f"{table.num_rows} rows in one request; the limit is "
                                    f"{limit}")
-    return table_columns(table)
+    x, reasons = prep.encode_arrow(table, from_csv=True)
+    bad = {i: r for i, r in enumerate(reasons) if r is not None}
+    if bad:
+        raise rejected_rows_error(bad)
+    return x

@@ -10,7 +10,6 @@ travel as JSON ``data`` or with Triton's binary tensor extension
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 from typing import Any
 
@@ -19,6 +18,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from anomaly import __version__
 from anomaly.errors import InputError, PayloadTooLargeError
 from service.repository import ModelVersion
 from service.state import get_state, json_response, loads, scoring_request
@@ -36,16 +36,9 @@ NUMERIC = {k for k in DTYPES if k != "BOOL"}
 HEADER_LENGTH = "inference-header-content-length"
 
 
-def _version_string() -> str:
-    try:
-        return importlib.metadata.version("vae-anomaly")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        return "unknown"
-
-
 @router.get("", summary="Server metadata")
 async def server_metadata() -> Response:
-    return json_response({"name": "vae-anomaly", "version": _version_string(),
+    return json_response({"name": "vae-anomaly", "version": __version__,
                           "extensions": ["binary_tensor_data"]})
 
 

@@ -16,8 +16,9 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from anomaly.errors import AnomalyError, AuthError, InputError, OverloadedError
+from anomaly.errors import AnomalyError, InputError
 from service.config import Settings
+from service.errors import AuthError, OverloadedError, status_of
 from service.metrics import ServiceMetrics
 from service.repository import ModelRepository, ModelVersion
 
@@ -54,7 +55,7 @@ def outcome_of(exc: BaseException) -> str:
         return "unauthorized"
     if isinstance(exc, OverloadedError):
         return "rejected"
-    if isinstance(exc, AnomalyError) and 400 <= exc.http_status < 500:
+    if isinstance(exc, AnomalyError) and 400 <= status_of(exc) < 500:
         return "client_error"
     status = getattr(exc, "status_code", 500)  # starlette's HTTPException (bad multipart)
     return "client_error" if isinstance(status, int) and 400 <= status < 500 else "server_error"
@@ -107,10 +108,42 @@ def query_int(request: Request, key: str, lo: int, hi: int) -> int | None:
     return value
 
 
+@dataclass(frozen=True)
+class QueryParam:
+    """One query parameter of an endpoint: parsed (:meth:`read`) and documented in the
+    OpenAPI schema (:meth:`openapi`) from these same fields."""
+
+    name: str
+    kind: type  # bool or int
+    description: str
+    minimum: int = 0
+    maximum: int | None = None  # None: set per request (from the settings) in read()
+
+    def read(self, request: Request, maximum: int | None = None) -> Any:
+        """The value given (InputError when malformed or out of range); False or None when
+        the parameter is absent."""
+        if self.kind is bool:
+            return query_bool(request, self.name)
+        hi = maximum if maximum is not None else self.maximum
+        return query_int(request, self.name, self.minimum, hi if hi is not None else 2**63 - 1)
+
+    def openapi(self) -> dict[str, Any]:
+        schema: dict[str, Any] = ({"type": "boolean", "default": False} if self.kind is bool
+                                  else {"type": "integer", "minimum": self.minimum})
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        return {"name": self.name, "in": "query", "required": False, "schema": schema,
+                "description": self.description}
+
+
+VERSION_QUERY = QueryParam("version", int, "model version (default: the latest loaded)",
+                           1, 2**31)
+
+
 async def scoring_request(request: Request, name: str, version: int | None,
                           work: Callable[[ModelVersion], Awaitable[Response]],
                           version_from_query: bool = False) -> Response:
-    """Authenticate, lease the model version (``version``, or ``?version=`` when
+    """Authenticate, lease the model version (``version``, or :data:`VERSION_QUERY` when
     ``version_from_query``), run ``work`` on it and count the outcome. Requests naming an
     unknown model are not counted (their name would be an unbounded label value)."""
     state = get_state(request)
@@ -119,7 +152,7 @@ async def scoring_request(request: Request, name: str, version: int | None,
     try:
         check_api_key(state, request)
         if version_from_query:
-            version = query_int(request, "version", 1, 2**31)
+            version = VERSION_QUERY.read(request)
         with state.repository.lease(name, version) as mv:
             response = await work(mv)
     except BaseException as exc:

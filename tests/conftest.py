@@ -49,7 +49,7 @@ def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Conv VAE on sklearn's 8x8 digits without the 7s (trained from arrays, quickly)."""
     from sklearn.datasets import load_digits
 
-    from anomaly.schema import ImageInput
+    from anomaly.bundle import ImageInput
     from training.pipeline import image_config, train_images
 
     digits = load_digits()

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "TrainConfig": "training.trainer",
+    "TrainConfig": "training.config",
     "FitResult": "training.trainer",
     "fit": "training.trainer",
     "TrainReport": "training.pipeline",

@@ -1,5 +1,7 @@
 """``anomaly train`` and ``anomaly demo``: registered into the ``anomaly`` command through the
-``anomaly.commands`` entry point. torch is imported only when one of them runs."""
+``anomaly.commands`` entry point. The train flags are the fields of
+:class:`~training.config.TrainConfig`; torch is imported only when one of them runs, and its
+absence is a one-line install hint."""
 
 from __future__ import annotations
 
@@ -8,54 +10,32 @@ import time
 from pathlib import Path
 from typing import Any
 
+from anomaly.cli.flags import add_arguments, dataclass_settings, given
+from anomaly.errors import InputError, MissingExtraError
+from training.config import TrainConfig
 
-def _int_tuple(text: str) -> tuple[int, ...]:
+SETTINGS = dataclass_settings(TrainConfig)
+
+
+def _needs_torch(command: str) -> None:
+    """A clear install hint instead of an ImportError from deep inside training."""
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
-            from exc
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-#: CLI flag -> TrainConfig field; flags left unset keep the (tabular or image) defaults.
-CONFIG_FLAGS: dict[str, tuple[str, Any, str]] = {
-    "latent_dim": ("--latent-dim", int, "latent size d_z"),
-    "hidden": ("--hidden", _int_tuple, "MLP hidden sizes, e.g. 128,64"),
-    "architecture": ("--architecture", str,
-                     "mlp or conv (images; conv needs height and width divisible by 4)"),
-    "likelihood": ("--likelihood", str, "image decoder: bernoulli or gaussian"),
-    "var_floor": ("--var-floor", float, "minimum decoder variance (Gaussian)"),
-    "epochs": ("--epochs", int, "maximum epochs"),
-    "batch_size": ("--batch-size", int, "minibatch size"),
-    "lr": ("--lr", float, "Adam learning rate"),
-    "beta": ("--beta", float, "KL weight after warm-up"),
-    "kl_warmup_epochs": ("--kl-warmup", int, "epochs of linear KL warm-up"),
-    "patience": ("--patience", int, "early-stopping patience in epochs"),
-    "holdout_fraction": ("--holdout", float, "share of normal data held out for early "
-                                             "stopping and threshold calibration"),
-    "mc_samples": ("--mc-samples", int, "default latent samples L when scoring"),
-    "target_fpr": ("--target-fpr", float, "false-positive rate the threshold is set for"),
-    "seed": ("--seed", int, "random seed"),
-    "device": ("--device", str, "auto, cpu or cuda"),
-    "reference": ("--reference", str, "images: 'local' (default) scores by the likelihood "
-                                      "ratio against a local-smoothness model; 'none' by plain "
-                                      "reconstruction probability"),
-}
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError(f"`anomaly {command}`", "train") from exc
 
 
 def _train(args: argparse.Namespace) -> int:
-    from anomaly.errors import InputError
-    from anomaly.tables import read_table, table_columns
+    overrides = {**given(args, SETTINGS), "progress": not args.quiet}
+    TrainConfig(**overrides)  # every flag checked before any data is read
+    source = Path(args.input)
+    if not source.exists():
+        raise InputError(f"no such file or folder: {source}")
+    _needs_torch("train")
+    from anomaly.batch.sources import read_table, table_columns
     from training.datasets import load_image_folder
     from training.pipeline import image_config, tabular_config, train_images, train_tabular
 
-    overrides = {field: getattr(args, field) for field in CONFIG_FLAGS
-                 if getattr(args, field) is not None}
-    overrides["progress"] = not args.quiet
-    source = Path(args.input)
     name = args.name or Path(args.out).name
     started = time.perf_counter()
     if source.is_dir():
@@ -85,6 +65,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    _needs_torch("demo")
     from training.demo import run_demo
 
     run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
@@ -102,8 +83,7 @@ def register(commands: Any) -> None:
                    help="treat a numeric-looking column as categorical (repeatable)")
     p.add_argument("--exclude", action="append", metavar="COLUMN",
                    help="drop a column (ids, labels) from the features (repeatable)")
-    for field, (flag, kind, text) in CONFIG_FLAGS.items():
-        p.add_argument(flag, dest=field, type=kind, default=None, help=text)
+    add_arguments(p, SETTINGS)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
 

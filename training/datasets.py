@@ -11,11 +11,11 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from anomaly.batch.sources import iter_image_files
+from anomaly.bundle import ImageInput
 from anomaly.errors import InputError
 from anomaly.preprocessing import ImagePreprocessor
 from anomaly.progress import bar_options
-from anomaly.schema import ImageInput
-from anomaly.tables import iter_image_files
 
 
 def load_image_folder(root: str | os.PathLike[str], image_size: int | None = None,

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from anomaly import plots
-from anomaly.evaluate import evaluate_path
-from anomaly.scorer import Scorer
-from anomaly.scoring import write_table_atomic
-from anomaly.tables import iter_image_files
+from anomaly.batch import write_table
+from anomaly.batch.sources import iter_image_files
+from anomaly.evaluation import evaluate_path
+from anomaly.inference import Scorer
 from training.datasets import breast_cancer, load_image_folder, write_digits_folders
 from training.pipeline import image_config, tabular_config, train_images, train_tabular
 
@@ -34,7 +34,7 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict[str,
     table = breast_cancer()
     data_dir = out / "data"
     data_dir.mkdir(exist_ok=True)
-    test_csv = write_table_atomic(pa.table(table.test), data_dir / "breast_cancer_test.csv")
+    test_csv = write_table(pa.table(table.test), data_dir / "breast_cancer_test.csv")
     train_tabular(table.train, out / "models" / "breast_cancer", "breast_cancer",
                   tabular_config(progress=progress, **epochs))
     report = evaluate_path(out / "models" / "breast_cancer", test_csv, "is_anomaly",
@@ -66,9 +66,9 @@ def _top_heatmaps(bundle: Path, folder: Path, heat_dir: Path, k: int = 6) -> Pat
     files = list(iter_image_files(folder))
     result = scorer.score_images([f.read_bytes() for f in files])
     maps = scorer.heatmaps(result)
-    shape = scorer._image().shape
+    shape = scorer.image.shape
     heat_dir.mkdir(parents=True, exist_ok=True)
-    x = scorer._image().transform_images([f.read_bytes() for f in files])
+    x = scorer.image.transform_images([f.read_bytes() for f in files])
     for rank, i in enumerate(np.argsort(-result.scores)[:k]):
         (heat_dir / f"top{rank + 1}_{files[i].stem}.png").write_bytes(plots.heatmap_overlay(
             x[i].reshape(shape), maps[i], result.reconstruction[i].reshape(shape),

@@ -17,11 +17,7 @@ import numpy as np
 import torch
 
 from anomaly import plots
-from anomaly.bundle import load_bundle, write_bundle
-from anomaly.errors import InputError
-from anomaly.noise import DEFAULT_SEED
-from anomaly.preprocessing import TabularPreprocessor
-from anomaly.schema import (
+from anomaly.bundle import (
     SCHEMA_VERSION,
     BundleFiles,
     ImageInput,
@@ -30,9 +26,14 @@ from anomaly.schema import (
     ModelInfo,
     TabularInput,
     TrainingSummary,
+    load_bundle,
+    write_bundle,
 )
-from anomaly.scorer import Graph
-from anomaly.threshold import calibrate
+from anomaly.calibration import calibrate
+from anomaly.errors import InputError
+from anomaly.inference import Graph
+from anomaly.inference.noise import DEFAULT_SEED
+from anomaly.preprocessing import TabularPreprocessor
 from training.export import export_onnx
 from training.likelihood import Likelihood
 from training.reference import fit_local_reference
@@ -192,15 +193,15 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
     model_config = {**vae.config, **{k: v for k, v in dataclasses.asdict(config).items()
                                      if k in ("beta", "epochs", "batch_size", "lr",
                                               "kl_warmup_epochs", "patience")},
-                    "score": "likelihood_ratio" if reference is not None
-                    else "reconstruction_probability",
                     "reference": reference.describe() if reference is not None else None}
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, name=name,
         kind="tabular" if isinstance(schema, TabularInput) else "image",
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         input=schema,
-        model=ModelInfo(likelihood=likelihood.kind, architecture=config.architecture,
+        model=ModelInfo(score="likelihood_ratio" if reference is not None
+                        else "reconstruction_probability", likelihood=likelihood.kind,
+                        architecture=config.architecture,
                         input_dim=int(x_train.shape[1]), latent_dim=config.latent_dim,
                         mc_samples=config.mc_samples, feature_names=feature_names,
                         config=model_config),

@@ -6,9 +6,9 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
+from anomaly.bundle import CategoricalColumn, Column, NumericColumn, TabularInput
 from anomaly.errors import InputError
 from anomaly.preprocessing import category_key
-from anomaly.schema import CategoricalColumn, Column, NumericColumn, TabularInput
 from training.likelihood import Block
 
 #: A string column with more distinct values than this (and mostly unique) is an identifier.

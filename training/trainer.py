@@ -6,44 +6,14 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from anomaly.progress import bar_options
+from training.config import TrainConfig
 from training.vae import VAE
-
-
-@dataclass
-class TrainConfig:
-    """Knobs of one training run. Defaults suit a few thousand tabular rows; image bundles get
-    their own defaults in :func:`training.pipeline.image_defaults`."""
-
-    latent_dim: int = 8
-    hidden: tuple[int, ...] = (128, 64)
-    architecture: Literal["mlp", "conv"] = "mlp"
-    likelihood: Literal["gaussian", "bernoulli"] | None = None  # None: pick from the data
-    var_floor: float = 1e-3
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 15
-    kl_warmup_epochs: int = 10
-    beta: float = 1.0
-    holdout_fraction: float = 0.2
-    mc_samples: int = 16
-    target_fpr: float = 0.01
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-    conv_channels: tuple[int, int] = (32, 64)
-    dense: int = 256
-    #: "local": score images by the likelihood ratio against a local-smoothness reference
-    #: (:mod:`training.reference`); "none": plain reconstruction probability.
-    reference: Literal["none", "local"] = "none"
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 
 
 @pytest.mark.parametrize("code", [
-    "import anomaly, anomaly.scorer, anomaly.scoring, anomaly.evaluate",
+    "import anomaly, anomaly.inference.scorer, anomaly.batch, anomaly.evaluation",
     "from anomaly.cli import build_parser; build_parser()",  # loads the command plugins
 ])
 def test_torch_is_not_imported(code: str) -> None:

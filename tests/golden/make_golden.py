@@ -43,8 +43,7 @@ def train() -> None:
     train_tabular(cols, HERE / "sensors", "sensors",
                   tabular_config(epochs=6, hidden=(16, 8), latent_dim=3, target_fpr=0.05,
                                  mc_samples=8, progress=False))
-    from anomaly import Manifest  # noqa: F401  (the image schema class lives with it)
-    from anomaly.schema import ImageInput
+    from anomaly.bundle import ImageInput
 
     digits = load_digits()
     keep = digits.target != 7
@@ -84,7 +83,7 @@ def expected() -> None:
     import pyarrow.csv as pacsv
 
     from anomaly import Scorer
-    from anomaly.tables import read_table, table_columns
+    from anomaly.batch.sources import read_table, table_columns
 
     out: dict[str, object] = {}
     sensors = Scorer(HERE / "sensors")

@@ -56,7 +56,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> TrainedBundles:
     """Few epochs: these tests check the service, not detection quality."""
     from sklearn.datasets import load_digits
 
-    from anomaly.schema import ImageInput
+    from anomaly.bundle import ImageInput
     from training.pipeline import image_config, tabular_config, train_images, train_tabular
 
     root = tmp_path_factory.mktemp("service-bundles")

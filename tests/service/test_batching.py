@@ -8,9 +8,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from anomaly.errors import InputError, OverloadedError
-from anomaly.scorer import Scorer
+from anomaly.errors import InputError
+from anomaly.inference import Scorer
 from service.batching import BatchConfig, DynamicBatcher
+from service.config import Settings
+from service.errors import OverloadedError
 from service.metrics import ServiceMetrics
 from tests.service.conftest import TrainedBundles
 from tests.service.test_http import ATOL, RTOL
@@ -31,7 +33,8 @@ def _batcher(scorer: Scorer, **config: object) -> tuple[DynamicBatcher, ServiceM
     metrics = ServiceMetrics()
     vm = metrics.version("cancer", 1, scorer.provider, scorer.threshold, 0.05,
                          scorer.bundle.calibration_scores)
-    batcher = DynamicBatcher(scorer, BatchConfig(**config), vm, "cancer-v1")  # type: ignore[arg-type]
+    config = BatchConfig.from_settings(Settings(**config))  # type: ignore[arg-type]
+    batcher = DynamicBatcher(scorer, config, vm, "cancer-v1")
     batcher.start()
     return batcher, metrics
 
@@ -46,7 +49,7 @@ def test_concurrent_items_coalesce_and_keep_their_own_scores(
     x = _x(scorer, bundles, 10)
 
     async def run() -> tuple[list[float], ServiceMetrics]:
-        batcher, metrics = _batcher(scorer, max_batch_size=64, max_queue_delay_s=0.05)
+        batcher, metrics = _batcher(scorer, max_batch_size=64, max_queue_delay_us=50_000)
         futures = [batcher.submit(x[i:i + 1], [100 + i], 16) for i in range(10)]
         results = await asyncio.gather(*futures)
         await batcher.close()
@@ -63,14 +66,14 @@ def test_max_batch_size_and_disabled_batching(scorer: Scorer, bundles: TrainedBu
     x = _x(scorer, bundles, 10)
 
     async def run(**config: object) -> np.ndarray:
-        batcher, metrics = _batcher(scorer, max_queue_delay_s=0.05, **config)
+        batcher, metrics = _batcher(scorer, max_queue_delay_us=50_000, **config)
         await asyncio.gather(*(batcher.submit(x[i:i + 1], [0], 16) for i in range(10)))
         await batcher.close()
         return _batch_sizes(metrics)
 
     capped = asyncio.run(run(max_batch_size=4))
     assert capped[1] == 1 and capped[2] == 2  # sizes 2 (le=2) and 4, 4 (le=4)
-    off = asyncio.run(run(enabled=False))
+    off = asyncio.run(run(dynamic_batching=False))
     assert off[0] == 10 and off.sum() == 10  # ten calls of one sample
 
 
@@ -79,7 +82,7 @@ def test_a_request_larger_than_the_batch_runs_alone(scorer: Scorer,
     x = _x(scorer, bundles, 40)
 
     async def run() -> tuple[int, float]:
-        batcher, metrics = _batcher(scorer, max_batch_size=8, max_queue_delay_s=0.0)
+        batcher, metrics = _batcher(scorer, max_batch_size=8, max_queue_delay_us=0)
         result = await batcher.submit(x, [0] * 40, 16)
         await batcher.close()
         return len(result), metrics.batch_size.labels("cancer", "1").total
@@ -92,8 +95,8 @@ def test_queue_is_bounded(scorer: Scorer, bundles: TrainedBundles) -> None:
     x = _x(scorer, bundles, 4)
 
     async def run() -> None:
-        batcher, metrics = _batcher(scorer, max_queue_size=3, max_queue_delay_s=0.2,
-                                    retry_after_s=3.0)
+        batcher, metrics = _batcher(scorer, max_queue_size=3, max_queue_delay_us=200_000,
+                                    retry_after_s=3)
         pending = [batcher.submit(x[i:i + 1], [0], 16) for i in range(3)]
         assert batcher.queued == 3
         assert metrics.registry.get_sample_value(
@@ -114,7 +117,7 @@ def test_items_with_different_mc_samples_are_not_mixed(scorer: Scorer,
     x = _x(scorer, bundles, 6)
 
     async def run() -> tuple[list[float], float]:
-        batcher, metrics = _batcher(scorer, max_queue_delay_s=0.05)
+        batcher, metrics = _batcher(scorer, max_queue_delay_us=50_000)
         futures = [batcher.submit(x[i:i + 1], [0], 8 if i % 2 else 32) for i in range(6)]
         results = await asyncio.gather(*futures)
         await batcher.close()
@@ -135,7 +138,7 @@ def test_bad_input_fails_alone_and_close_drains(scorer: Scorer,
     x = _x(scorer, bundles, 3)
 
     async def run() -> None:
-        batcher, _ = _batcher(scorer, max_queue_delay_s=0.05)
+        batcher, _ = _batcher(scorer, max_queue_delay_us=50_000)
         good = [batcher.submit(x[i:i + 1], [0], 16) for i in range(3)]
         bad = x[:1].copy()
         bad[0, 0] = np.nan

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from anomaly.scorer import Scorer
+from anomaly.inference import Scorer
 from tests.service.conftest import (
     AUTH,
     Server,

@@ -10,8 +10,9 @@ from fastapi import Request
 from fastapi.testclient import TestClient
 from starlette.responses import Response
 
-from anomaly.errors import InputError, OverloadedError
+from anomaly.errors import InputError
 from service import errors
+from service.errors import OverloadedError
 from service.hotpath import HotRoute, ServiceApp
 from service.state import json_response
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomaly.scorer import Scorer
+from anomaly.inference import Scorer
 from tests.service.conftest import AUTH, Server, TrainedBundles, metric_value, png_bytes
 
 DOCS_METRICS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anomaly.metrics import auroc
-from anomaly.scorer import Scorer
-from anomaly.threshold import calibrate
+from anomaly.calibration import calibrate
+from anomaly.calibration.metrics import auroc
+from anomaly.inference import Scorer
 from tests.conftest import make_tabular
 
 
@@ -20,7 +20,7 @@ def test_planted_anomalies_are_found(tabular_bundle: Path) -> None:
     assert auc_rp > 0.95
     # The learned per-feature variance is the point: plain squared reconstruction error on
     # the same model's output does worse when columns have unequal noise.
-    x = scorer._tabular().transform(cols).x
+    x = scorer.tabular.transform(cols).x
     auc_err = auroc(((x - result.reconstruction) ** 2).sum(1), cols["is_anomaly"])
     assert auc_rp > auc_err
     # Attribution points at the broken columns.

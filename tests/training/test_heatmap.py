@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anomaly.inference import Scorer
 from anomaly.plots import heatmap_overlay, heatmap_png
-from anomaly.scorer import Scorer
 
 PATCH = (slice(5, 8), slice(0, 2))  # 3x2 block in the bottom-left corner, (rows, cols); not
 #: symmetric, so a transposed map would miss it

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from anomaly.bundle import ImageInput
 from anomaly.errors import InputError
-from anomaly.schema import ImageInput
 from tests.training.test_parity import numpy_reconstruction_probability
 from training.export import export_onnx
 from training.likelihood import Likelihood
@@ -121,6 +121,7 @@ def test_reference_needs_images_with_a_gaussian_decoder(tmp_path: Path) -> None:
 def test_image_bundle_records_how_it_scores(digits_bundle: Path) -> None:
     manifest = json.loads((digits_bundle / "bundle.json").read_text())
     config = manifest["model"]["config"]
-    assert config["score"] == "likelihood_ratio"
+    assert manifest["model"]["score"] == "likelihood_ratio"
+    assert "score" not in config  # schema v2: one typed home
     assert config["reference"]["kind"] == "local"
     assert config["reference"]["variance"][0] >= 0.1  # floored at the VAE's variance floor

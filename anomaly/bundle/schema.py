@@ -1,0 +1,139 @@
+"""The typed contents of ``bundle.json``: input schema, model, threshold, training summary.
+
+Everything a scorer needs to turn raw rows or image bytes into the graph's input lives here,
+so a bundle is self-contained: no training code or data is needed to score with it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Bumped when bundle.json changes incompatibly; loaders refuse newer versions and migrate
+#: older ones (:mod:`anomaly.bundle.io`). v2: the score kind is a typed field of ``model``.
+SCHEMA_VERSION = 2
+
+#: Extra category slot every categorical column gets: values never seen in training land
+#: here, and since the model gave it ~zero mass in training they score as anomalous.
+UNKNOWN_CATEGORY = "<unknown>"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NumericColumn(_Model):
+    """A real-valued column, standardised as (value - mean) / std before scoring."""
+
+    name: str
+    type: Literal["numeric"] = "numeric"
+    mean: float
+    std: float = Field(gt=0)
+
+
+class CategoricalColumn(_Model):
+    """A discrete column, one-hot encoded over ``categories`` plus an unknown slot."""
+
+    name: str
+    type: Literal["categorical"] = "categorical"
+    categories: list[str] = Field(min_length=1)
+
+
+Column = Annotated[NumericColumn | CategoricalColumn, Field(discriminator="type")]
+
+
+class TabularInput(_Model):
+    kind: Literal["tabular"] = "tabular"
+    columns: list[Column] = Field(min_length=1)
+
+
+class ImageInput(_Model):
+    """Images are decoded, converted to ``channels`` (1 = grey, 3 = RGB), resized to
+    height x width, divided by ``scale`` into [0, 1] and flattened channel-first."""
+
+    kind: Literal["image"] = "image"
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    channels: Literal[1, 3]
+    scale: float = 255.0
+
+
+InputSchema = Annotated[TabularInput | ImageInput, Field(discriminator="kind")]
+
+
+#: What a bundle's score is, in nats (higher = more anomalous):
+#: ``reconstruction_probability``: -log RP(x), An & Cho's score;
+#: ``likelihood_ratio``: -log RP(x) + log p_ref(x), against a local-smoothness reference
+#: fitted on the normal training images (see ``training/reference.py``).
+ScoreKind = Literal["reconstruction_probability", "likelihood_ratio"]
+
+
+class ModelInfo(_Model):
+    """What the ONNX graph is: ``x`` (B, input_dim) and ``eps`` (L, B, latent_dim) in,
+    ``score`` (B,), ``feature_scores`` (B, input_dim), ``reconstruction`` (B, input_dim) out."""
+
+    score: ScoreKind
+    likelihood: Literal["gaussian", "bernoulli", "mixed"]
+    architecture: Literal["mlp", "conv"]
+    input_dim: int = Field(gt=0)
+    latent_dim: int = Field(gt=0)
+    mc_samples: int = Field(gt=0, description="default L, the number of latent samples")
+    feature_names: list[str]
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThresholdPoint(_Model):
+    fpr: float = Field(gt=0, lt=1)
+    threshold: float
+
+
+class ThresholdInfo(_Model):
+    """The anomaly threshold calibrated on held-out normal data.
+
+    ``value`` is the (1 - target_fpr) quantile of the calibration scores; ``fpr_estimate`` is
+    the share of calibration scores above it, and ``fpr_ci`` a bootstrap interval of the FPR
+    the threshold gives on new normal data (threshold selection included).
+    """
+
+    target_fpr: float = Field(gt=0, lt=1)
+    value: float
+    fpr_estimate: float
+    fpr_ci: tuple[float, float]
+    confidence: float = 0.95
+    table: list[ThresholdPoint]
+    calibration_size: int
+    calibration_seed: int
+
+
+class TrainingSummary(_Model):
+    rows_train: int
+    rows_holdout: int
+    epochs: int
+    best_epoch: int
+    val_elbo: float
+    data_fingerprint: str
+    seed: int
+    duration_s: float
+    device: str
+    versions: dict[str, str]
+    history: list[dict[str, float]] = Field(default_factory=list)
+
+
+class BundleFiles(_Model):
+    model: str = "model.onnx"
+    model_sha256: str
+    calibration: str = "calibration_scores.npy"
+    plots: list[str] = Field(default_factory=list)
+
+
+class Manifest(_Model):
+    schema_version: int
+    name: str
+    kind: Literal["tabular", "image"]
+    created_at: str
+    input: InputSchema
+    model: ModelInfo
+    threshold: ThresholdInfo
+    training: TrainingSummary
+    files: BundleFiles

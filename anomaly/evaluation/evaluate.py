@@ -1,0 +1,154 @@
+"""Evaluate a bundle on labelled data: AUROC, AUPRC, the calibrated threshold's precision,
+recall and FPR, the F1-optimal threshold, plus ROC and score-histogram PNGs.
+
+Scoring runs on the batch engine (:func:`anomaly.batch.score_path`), so evaluation streams
+like ``anomaly score`` does: memory does not grow with the input beyond one float per row,
+and a bad row or unreadable image is written to ``scores.rejects.csv`` and left out of the
+metrics instead of aborting the run. The per-row scores stay in ``<out_dir>/scores.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from anomaly import plots
+from anomaly._fs import atomic_write
+from anomaly.batch import ScoreOptions, ScoreSummary, score_path
+from anomaly.batch.sink import LABEL_COL
+from anomaly.bundle import Bundle, load_bundle
+from anomaly.calibration import metrics
+from anomaly.calibration.threshold import f1_optimal_threshold
+from anomaly.errors import InputError
+
+#: First-level subfolders of an image folder whose images are normal (label 0).
+NORMAL_FOLDERS = frozenset({"normal", "good", "ok"})
+#: Label values read as normal / anomalous (text, case-insensitive).
+NORMAL_LABELS = frozenset({"0", "0.0", "false"})
+ANOMALY_LABELS = frozenset({"1", "1.0", "true"})
+
+
+@dataclass
+class EvaluationReport:
+    name: str
+    n_normal: int
+    n_anomalous: int
+    auroc: float
+    auprc: float
+    at_calibrated: metrics.ThresholdReport
+    f1_optimal: metrics.ThresholdReport
+    target_fpr: float
+    out_dir: Path
+    rejected: int = 0
+    rejects: Path | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"model": self.name, "n_normal": self.n_normal, "n_anomalous": self.n_anomalous,
+                "rejected": self.rejected, "auroc": self.auroc, "auprc": self.auprc,
+                "target_fpr": self.target_fpr,
+                "at_calibrated_threshold": self.at_calibrated.as_dict(),
+                "f1_optimal_threshold": self.f1_optimal.as_dict()}
+
+    def describe(self) -> str:
+        c, f = self.at_calibrated, self.f1_optimal
+        lines = [
+            f"{self.name}: {self.n_normal} normal, {self.n_anomalous} anomalous",
+            f"AUROC {self.auroc:.4f}   AUPRC {self.auprc:.4f}",
+            f"calibrated threshold {c.threshold:.3f} (target FPR {self.target_fpr:g}): "
+            f"precision {c.precision:.3f} recall {c.recall:.3f} F1 {c.f1:.3f} FPR {c.fpr:.4f}",
+            f"F1-optimal threshold {f.threshold:.3f}: precision {f.precision:.3f} "
+            f"recall {f.recall:.3f} F1 {f.f1:.3f} FPR {f.fpr:.4f}",
+        ]
+        if self.rejected:
+            lines.append(f"left out {self.rejected} rows/images that could not be scored: "
+                         f"reasons in {self.rejects}")
+        lines.append(f"wrote scores.csv, metrics.json, roc.png, score_histogram.png to "
+                     f"{self.out_dir}")
+        return "\n".join(lines)
+
+
+def evaluate_scores(bundle: Bundle, scores: np.ndarray, labels: np.ndarray,
+                    out_dir: str | os.PathLike[str], summary: ScoreSummary | None = None
+                    ) -> EvaluationReport:
+    """Metrics and plots for scores already computed with ``bundle``."""
+    y = np.asarray(labels).astype(bool)
+    if y.all() or not y.any():
+        raise InputError("evaluation needs both normal (0) and anomalous (1) examples; "
+                         f"got {int((~y).sum())} normal and {int(y.sum())} anomalous")
+    threshold = bundle.threshold
+    calibrated = metrics.at_threshold(scores, y, threshold)
+    best = f1_optimal_threshold(scores, y)
+    report = EvaluationReport(
+        name=bundle.name, n_normal=int((~y).sum()), n_anomalous=int(y.sum()),
+        auroc=metrics.auroc(scores, y), auprc=metrics.auprc(scores, y),
+        at_calibrated=calibrated, f1_optimal=metrics.at_threshold(scores, y, best.threshold),
+        target_fpr=bundle.manifest.threshold.target_fpr, out_dir=Path(out_dir),
+        rejected=summary.rejected if summary else 0,
+        rejects=summary.rejects if summary else None)
+    report.out_dir.mkdir(parents=True, exist_ok=True)
+    fpr, tpr = metrics.roc_curve(scores, y)
+    atomic_write(report.out_dir / "roc.png",
+                 plots.roc_plot(fpr, tpr, report.auroc, (calibrated.fpr, calibrated.recall)))
+    atomic_write(report.out_dir / "score_histogram.png", plots.score_histogram(
+        scores[~y], threshold, scores[y], title=f"{report.name}: scores by label"))
+    atomic_write(report.out_dir / "metrics.json",
+                 (json.dumps(report.as_dict(), indent=2) + "\n").encode())
+    return report
+
+
+def evaluate_path(bundle: str | os.PathLike[str], source: str | os.PathLike[str],
+                  label_column: str | None = None, out_dir: str | os.PathLike[str] | None = None,
+                  mc_samples: int | None = None, seed: int = 0,
+                  progress: bool = True) -> EvaluationReport:
+    """Score labelled data (a table with ``label_column``, or an image folder labelled by its
+    first-level subfolders) and evaluate."""
+    loaded = load_bundle(bundle)
+    out = Path(out_dir) if out_dir else Path(f"evaluation-{loaded.name}")
+    src = Path(source)
+    image = loaded.manifest.kind == "image"
+    if image and label_column:
+        raise InputError("--label-column is for tables; an image folder is labelled by its "
+                         f"subfolders ({', '.join(sorted(NORMAL_FOLDERS))} = normal)")
+    if not image and not label_column:
+        raise InputError("tables need --label-column naming the 0/1 anomaly label")
+    options = ScoreOptions(mc_samples=mc_samples, seed=seed, progress=progress,
+                           label_column=label_column)
+    scores_csv = out / "scores.csv"
+    summary = score_path(loaded.path, src, scores_csv, options)
+    types = {"score": pa.float64(), "path": pa.string(), LABEL_COL: pa.string()}
+    table = pacsv.read_csv(scores_csv, convert_options=pacsv.ConvertOptions(
+        column_types=types, strings_can_be_null=True))
+    scores = table.column("score").to_numpy()
+    if image:
+        labels = np.array([_folder_label(p) for p in table.column("path").to_pylist()])
+    else:
+        assert label_column is not None
+        labels = _labels(table, label_column)
+    return evaluate_scores(loaded, scores, labels, out, summary)
+
+
+def _folder_label(relpath: str) -> bool:
+    """True (anomalous) for an image in a first-level subfolder that is not a normal one."""
+    parts = relpath.split("/")
+    return len(parts) > 1 and parts[0].lower() not in NORMAL_FOLDERS
+
+
+def _labels(table: pa.Table, column: str) -> np.ndarray:
+    values = table.column(LABEL_COL).to_pylist()
+    out = np.zeros(len(values), dtype=bool)
+    ids = table.column(table.column_names[0]).to_pylist()
+    for i, value in enumerate(values):
+        key = (value or "").strip().lower()
+        if key in ANOMALY_LABELS:
+            out[i] = True
+        elif key not in NORMAL_LABELS:
+            shown = "missing" if not key else repr(value)
+            raise InputError(f"label column '{column}' must hold only 0 (normal) and 1 "
+                             f"(anomaly); {table.column_names[0]} {ids[i]} has {shown}")
+    return out

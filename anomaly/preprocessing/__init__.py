@@ -1,0 +1,25 @@
+"""Raw input -> the graph's ``x``: table rows (``tabular``, one encoder for every caller),
+images (``image``), and what a raw value means (``values``)."""
+
+from anomaly.preprocessing.image import DEFAULT_MAX_PIXELS, ImagePreprocessor
+from anomaly.preprocessing.tabular import Prepared, TabularPreprocessor, rejected_rows_error
+from anomaly.preprocessing.values import (
+    category_key,
+    csv_category,
+    is_missing,
+    rows_to_columns,
+    to_float,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImagePreprocessor",
+    "Prepared",
+    "TabularPreprocessor",
+    "category_key",
+    "csv_category",
+    "is_missing",
+    "rejected_rows_error",
+    "rows_to_columns",
+    "to_float",
+]

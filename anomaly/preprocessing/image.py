@@ -1,0 +1,94 @@
+"""Encoded images -> the graph's ``x`` (B, C*H*W) float32: decoded with Pillow, converted to
+the bundle's channels, resized, scaled to [0, 1] and flattened channel-first. Decoding is
+bounded (:data:`DEFAULT_MAX_PIXELS`) against decompression bombs."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from anomaly.bundle.schema import ImageInput
+from anomaly.errors import InputError, PayloadTooLargeError
+
+#: Default ceiling on decoded pixels (width * height) against decompression bombs.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class ImagePreprocessor:
+    """Applies an :class:`ImageInput` schema to encoded images or pixel arrays."""
+
+    def __init__(self, schema: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.schema = schema
+        self.max_pixels = max_pixels
+
+    @property
+    def input_dim(self) -> int:
+        s = self.schema
+        return s.channels * s.height * s.width
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one preprocessed image."""
+        return self.schema.channels, self.schema.height, self.schema.width
+
+    def decode(self, data: bytes, name: str = "image") -> np.ndarray:
+        """Encoded image bytes -> (C, H, W) float32 in [0, 1]."""
+        if not data:
+            raise InputError(f"{name} is empty; send PNG, JPEG, BMP or TIFF bytes")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data))
+                w, h = img.size
+                if w * h > self.max_pixels:
+                    raise PayloadTooLargeError(
+                        f"{name} is {w}x{h} = {w * h} pixels, over the limit of "
+                        f"{self.max_pixels}; downscale it before scoring")
+                img.load()
+        except PayloadTooLargeError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # Pillow's own guard fires in open() before the size check above can
+            raise PayloadTooLargeError(f"{name} is too large to decode safely ({exc}); "
+                                       "downscale it before scoring") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names an
+            # address, which would make the same bad file give a different message each run
+            detail = ("not a format Pillow can identify"
+                      if isinstance(exc, UnidentifiedImageError) else str(exc))
+            raise InputError(f"{name} could not be decoded as an image ({detail}); send "
+                             "PNG, JPEG, BMP or TIFF bytes") from exc
+        return self.from_pil(img)
+
+    def from_pil(self, img: Image.Image) -> np.ndarray:
+        s = self.schema
+        img = img.convert("L" if s.channels == 1 else "RGB")
+        if img.size != (s.width, s.height):
+            img = img.resize((s.width, s.height), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.float32) / s.scale
+        return arr[None] if s.channels == 1 else arr.transpose(2, 0, 1)
+
+    def transform_images(self, images: Sequence[bytes | np.ndarray | Image.Image]) -> np.ndarray:
+        """Encoded bytes, PIL images, or already-sized (C, H, W) float arrays in [0, 1]
+        -> x (B, C*H*W)."""
+        if len(images) == 0:
+            raise InputError("no images given: send at least one image")
+        out = np.empty((len(images), self.input_dim), dtype=np.float32)
+        for i, item in enumerate(images):
+            if isinstance(item, bytes | bytearray | memoryview):
+                arr = self.decode(bytes(item), name=f"image {i}")
+            elif isinstance(item, Image.Image):
+                arr = self.from_pil(item)
+            else:
+                arr = np.asarray(item, dtype=np.float32)
+                if arr.size != self.input_dim:
+                    raise InputError(f"image {i} has shape {arr.shape}; expected "
+                                     f"{self.shape} (channels, height, width)")
+            if not np.all(np.isfinite(arr)):
+                raise InputError(f"image {i} has NaN or infinite pixels")
+            out[i] = arr.reshape(-1)
+        return out

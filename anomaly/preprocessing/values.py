@@ -1,0 +1,93 @@
+"""What a raw table value means, in one place for every way rows come in (Python objects,
+Arrow columns, CSV text): when it is missing, which category it is, and which number.
+
+CSV text is read without type inference when scoring in batch (so that one stray word in a
+numeric column rejects only its row), but training and the service's CSV bodies used Arrow's
+inference: a column of ``1.0, 2.0`` became floats (categories "1", "2") and ``true``/``false``
+booleans ("True", "False"). :func:`csv_category` maps CSV text to the category inference
+would have produced, so that a CSV field scores the same whichever way it was read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from anomaly.errors import InputError
+
+
+def is_missing(value: Any) -> bool:
+    """A value that stands for nothing: None (a null) or blank text. NaN is not missing but
+    invalid (numeric columns reject it; a categorical NaN is an unknown category)."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def category_key(value: Any) -> str:
+    """Categories are stored as strings; 3 and 3.0 and "3" are the same category."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def csv_category(text: str, known: frozenset[str]) -> str:
+    """A CSV field of a categorical column -> the value to look up: itself when it is a known
+    category (or blank), else the category Arrow's type inference would have read it as (a
+    number or a boolean) when that one is known; anything else unchanged (unknown stays
+    unknown)."""
+    key = text.strip()
+    if not key or key in known:
+        return text
+    candidate: str | None = None
+    if key.lower() in ("true", "false"):
+        candidate = "True" if key.lower() == "true" else "False"
+    else:
+        try:
+            candidate = str(int(key))
+        except ValueError:
+            try:
+                candidate = category_key(float(key))
+            except ValueError:
+                candidate = None
+    return candidate if candidate is not None and candidate in known else text
+
+
+def iter_values(values: Sequence[Any] | np.ndarray) -> Iterable[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else values
+
+
+def to_float(name: str, values: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+    """Values -> float64 array plus {row: reason} for missing, non-numeric or non-finite ones
+    (their entries are NaN)."""
+    problems: dict[int, str] = {}
+    arr = values if isinstance(values, np.ndarray) else None
+    if arr is not None and arr.dtype.kind in "fiub":
+        out = arr.astype(np.float64)
+    else:
+        out = np.empty(len(values), dtype=np.float64)
+        for i, value in enumerate(iter_values(values)):
+            if is_missing(value):
+                problems[i] = f"column '{name}': value is missing"
+                out[i] = np.nan
+                continue
+            try:
+                out[i] = float(value)
+            except (TypeError, ValueError, OverflowError):  # OverflowError: int beyond float
+                problems[i] = f"column '{name}': {value!r} is not a number"
+                out[i] = np.nan
+    for i in np.flatnonzero(~np.isfinite(out)).tolist():
+        problems.setdefault(i, f"column '{name}': value is {out[i]} (NaN or infinite)")
+    return out, problems
+
+
+def rows_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """List of row dicts -> dict of column lists (missing keys become None)."""
+    if not rows:
+        raise InputError("no rows given: send at least one row")
+    names: dict[str, None] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise InputError(f"row {i} is not an object of column: value pairs")
+        names.update(dict.fromkeys(row))
+    return {name: [row.get(name) for row in rows] for name in names}

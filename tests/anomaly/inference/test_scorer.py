@@ -1,0 +1,59 @@
+"""The Scorer's contract around the graph: shapes, bad input, kinds, p-values, providers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomaly.calibration import p_values
+from anomaly.errors import InputError
+from anomaly.inference import Scorer
+
+
+def test_scores_flags_and_p_values_agree(tabular_bundle: Path) -> None:
+    scorer = Scorer(tabular_bundle)
+    x = np.random.default_rng(0).normal(size=(50, scorer.input_dim)).astype(np.float32)
+    r = scorer.score(x)
+    assert r.scores.shape == (50,) and r.feature_scores.shape == (50, scorer.input_dim)
+    np.testing.assert_array_equal(r.is_anomaly, r.scores > scorer.threshold)
+    np.testing.assert_array_equal(r.p_values,
+                                  p_values(r.scores, scorer.bundle.calibration_scores))
+    assert scorer.graph.providers[-1] == "CPUExecutionProvider"
+    assert scorer.provider == scorer.graph.providers[0]
+
+
+def test_bad_arrays_are_input_errors(tabular_bundle: Path) -> None:
+    scorer = Scorer(tabular_bundle)
+    with pytest.raises(InputError, match="expected input of shape"):
+        scorer.score(np.zeros((2, 3), np.float32))
+    with pytest.raises(InputError, match="expected input of shape"):
+        scorer.score(np.zeros(scorer.input_dim, np.float32))
+    with pytest.raises(InputError, match="nothing to score"):
+        scorer.score(np.zeros((0, scorer.input_dim), np.float32))
+
+
+def test_nan_and_wrong_kind(tabular_bundle: Path, digits_bundle: Path) -> None:
+    rows = Scorer(tabular_bundle)
+    x = np.zeros((1, rows.input_dim), np.float32)
+    x[0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN or infinite"):
+        rows.score(x)
+    with pytest.raises(InputError, match="scores rows, not images"):
+        rows.score_images([b"png"])
+    with pytest.raises(InputError, match="scores images, not rows"):
+        Scorer(digits_bundle).score_rows([{"a": 1}])
+    with pytest.raises(InputError, match="mc_samples must be >= 1"):
+        Scorer(tabular_bundle, mc_samples=-1)
+
+
+def test_row_dicts_and_columns_score_the_same(tabular_bundle: Path) -> None:
+    from tests.conftest import make_tabular
+
+    cols = make_tabular(20, seed=9)
+    rows = [{k: v[i].item() if hasattr(v[i], "item") else v[i] for k, v in cols.items()}
+            for i in range(20)]
+    scorer = Scorer(tabular_bundle)
+    np.testing.assert_array_equal(scorer.score_rows(rows).scores,
+                                  scorer.score_rows(cols).scores)
