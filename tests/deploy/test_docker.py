@@ -96,6 +96,33 @@ def test_cpu_image_drops_unused_files_and_checks_what_is_left() -> None:
         assert module in checks, module
 
 
+BUILD_LOCAL = DOCKER / "build-local.sh"
+
+
+def test_build_local_script() -> None:
+    """deploy/docker/build-local.sh: strict bash, builds the same Dockerfile with its
+    dockerignore, keeps HEALTHCHECK (docker format) and passes the base as BASE_IMAGE."""
+    text = BUILD_LOCAL.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in text
+    assert BUILD_LOCAL.stat().st_mode & 0o111, "not executable"
+    assert "-f deploy/docker/Dockerfile.cpu" in text
+    assert "--ignorefile deploy/docker/Dockerfile.cpu.dockerignore" in text
+    assert "--format docker" in text and '"BASE_IMAGE=$base"' in text
+    assert "debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3" \
+        in text
+    assert run("bash", "-n", str(BUILD_LOCAL)).returncode == 0
+    res = run("bash", str(BUILD_LOCAL), "--no-such-flag")
+    assert res.returncode == 2 and "unknown argument" in res.stderr
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not found: install the Debian package 'shellcheck'")
+    res = run(shellcheck, str(BUILD_LOCAL), str(REPO / ".ci" / "run"))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 @pytest.mark.parametrize("variant", sorted(DOCKERFILES))
 def test_dockerfile_runtime_stage(variant: str) -> None:
     ins = instructions(DOCKERFILES[variant])
