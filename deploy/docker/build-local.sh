@@ -40,14 +40,28 @@ isolation="${BUILDAH_ISOLATION:-chroot}"
 work="" ctr=""
 cleanup() {
     if [ -n "$ctr" ]; then buildah rm "$ctr" >/dev/null 2>&1 || true; fi
-    if [ -n "$work" ]; then rm -rf "$work"; fi
+    if [ -n "$work" ]; then
+        # an interrupted debootstrap leaves /proc and /sys mounted in the root filesystem
+        awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r \
+            | while read -r m; do umount -l "$m" || true; done
+        rm -rf --one-file-system "$work"
+    fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM  # so that cleanup runs on interruption too
 
 image_id() { buildah images --noheading --no-trunc --format '{{.ID}}' "$1" 2>/dev/null || true; }
+# After a rebuild, the previous image of a tag is unnamed: remove it (unless a container uses it).
+drop_previous() {
+    if [ -n "$1" ] && [ "$1" != "$(image_id "$2")" ]; then
+        buildah rmi "$1" >/dev/null 2>&1 || true
+    fi
+}
 
 make_base() {
     command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install debootstrap"
+    local old_base
+    old_base="$(image_id "$base_tag")"
     work="$(mktemp -d "${TMPDIR:-/tmp}/vae-anomaly-base.XXXXXX")"
     echo "== debootstrap bookworm (minbase + python3) from $mirror"
     debootstrap --variant=minbase --include=python3,python3-venv,python-is-python3 \
@@ -60,7 +74,7 @@ make_base() {
                   usr/share/info/* usr/share/locale/* tmp/* \
         && find usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete)
     tar --numeric-owner -C "$work/rootfs" -cf "$work/rootfs.tar" .
-    rm -rf "$work/rootfs"
+    rm -rf --one-file-system "$work/rootfs"
     ctr="$(buildah from scratch)"
     buildah add --quiet "$ctr" "$work/rootfs.tar" / >/dev/null
     buildah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -69,7 +83,8 @@ make_base() {
         "$ctr"
     buildah commit --quiet --rm "$ctr" "$base_tag" >/dev/null
     ctr=""
-    rm -rf "$work"
+    drop_previous "$old_base" "$base_tag"
+    rm -rf --one-file-system "$work"
     work=""
 }
 
@@ -99,10 +114,6 @@ echo "== buildah bud $tag on $base (isolation $isolation)"
 buildah bud --isolation "$isolation" --format docker \
     -f deploy/docker/Dockerfile.cpu --ignorefile deploy/docker/Dockerfile.cpu.dockerignore \
     --build-arg "BASE_IMAGE=$base" "${volumes[@]}" -t "$tag" .
-new_id="$(image_id "$tag")"
-# The previous build of this tag is now unnamed: remove it (unless a container still uses it).
-if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
-    buildah rmi "$old_id" >/dev/null 2>&1 || true
-fi
+drop_previous "$old_id" "$tag"
 echo "== $tag: $(buildah images --noheading --format '{{.Size}}' "$tag"), image built in" \
      "$((SECONDS - build_start)) s, $((SECONDS - start)) s in all"
