@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= cpu,train,dev,deploy,ray
 
-.PHONY: install demo test lint test-slow clean prometheusrule
+.PHONY: install demo test lint test-slow test-container clean prometheusrule
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "): set PYTHON=/path/to/python3.11")'
@@ -33,6 +33,11 @@ test: lint
 test-slow:
 	$(MAKE) install EXTRAS=$(EXTRAS),bench
 	$(BIN)/python -m pytest -m slow
+
+# build the CPU image with buildah (deploy/docker/build-local.sh) and test it running; needs
+# root, buildah and debootstrap (podman for the compose pair), as .ci/run installs them
+test-container: install
+	$(BIN)/python -m pytest -m container tests/deploy/test_container.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
