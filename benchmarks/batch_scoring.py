@@ -75,8 +75,8 @@ def write_csv(path: Path, rows: int, seed: int, block: int = 100_000) -> dict[st
 
 
 def train(bundle: Path, rows: int, epochs: int) -> dict[str, Any]:
+    from training.config import TrainConfig
     from training.pipeline import train_tabular
-    from training.trainer import TrainConfig
 
     cols = make_block(0, rows, seed=12345)  # another draw from the same distribution
     started = time.perf_counter()

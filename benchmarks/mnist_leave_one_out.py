@@ -37,11 +37,11 @@ from mnist_baselines import autoencoder_scores, pca_scores, pyod_vae_scores  # n
 from anomaly.bundle import ImageInput  # noqa: E402
 from anomaly.calibration.metrics import at_threshold, auprc, auroc  # noqa: E402
 from anomaly.inference import Scorer  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 from training.likelihood import Likelihood  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
 from training.pipeline import image_config, split_indices, train_images  # noqa: E402
 from training.reference import LocalReference  # noqa: E402
-from training.trainer import TrainConfig  # noqa: E402
 from training.vae import VAE, build_vae  # noqa: E402
 
 SCHEMA = ImageInput(height=28, width=28, channels=1)

@@ -49,8 +49,8 @@ from mnist_leave_one_out import (  # noqa: E402
 
 from anomaly.calibration.metrics import auroc  # noqa: E402
 from anomaly.inference import Scorer  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
 from training.pipeline import image_config, split_indices, train_images  # noqa: E402
-from training.trainer import TrainConfig  # noqa: E402
 
 WEIGHTS = (0.5, 0.75)  # fixed reference weights, for comparison
 

@@ -110,9 +110,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch", reason="training the bundles needs the 'train' extra")
     from sklearn.datasets import load_digits
 
-    from anomaly.schema import ImageInput
+    from anomaly.bundle import ImageInput
+    from training.config import TrainConfig
     from training.pipeline import image_config, train_images, train_tabular
-    from training.trainer import TrainConfig
 
     repo = tmp_path_factory.mktemp("container-models") / "models"
     train_tabular(normal_rows(3000, seed=0), repo / "tab", "tab",
@@ -218,7 +218,7 @@ def served(image: str, models: Path, tmp_path_factory: pytest.TempPathFactory
 
 # ---------------------------------------------------------------------------- buildah run
 def test_scores_a_row_as_on_the_host(served: Served, models: Path) -> None:
-    from anomaly.scorer import Scorer
+    from anomaly.inference import Scorer
 
     rows = as_rows(normal_rows(1, seed=5))
     r = httpx.post(f"{served.url}/v1/models/tab/score", json={"rows": rows}, timeout=30)
@@ -232,7 +232,7 @@ def test_scores_a_row_as_on_the_host(served: Served, models: Path) -> None:
 def test_scores_and_explains_an_image_as_on_the_host(served: Served, models: Path) -> None:
     from PIL import Image
 
-    from anomaly.scorer import Scorer
+    from anomaly.inference import Scorer
 
     png = digit_png(3)
     r = httpx.post(f"{served.url}/v1/models/digits/score?explain=true", content=png,

@@ -158,8 +158,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         pytest.skip("prometheus not found: install the Debian package 'prometheus'")
     pytest.importorskip("torch", reason="training a bundle needs the 'train' extra")
     pytest.importorskip("service.main", reason="the service package is not importable")
+    from training.config import TrainConfig
     from training.pipeline import train_tabular
-    from training.trainer import TrainConfig
 
     tmp = tmp_path_factory.mktemp("e2e-alerting")
     # A small, briefly trained model: the calibration makes its FPR right whatever its

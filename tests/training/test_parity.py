@@ -9,9 +9,10 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
+from training.config import TrainConfig
 from training.export import export_onnx
 from training.likelihood import Likelihood
-from training.trainer import TrainConfig, fit
+from training.trainer import fit
 from training.vae import VAE, ReconstructionProbability, build_vae
 
 BLOCKS = [("gaussian", 0, 3), ("categorical", 3, 6), ("gaussian", 6, 7), ("bernoulli", 7, 9)]

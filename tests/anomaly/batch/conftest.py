@@ -30,8 +30,8 @@ def run_cli(*args: str | Path, ok: bool = True, timeout: float = 300
 @pytest.fixture(scope="session")
 def sensors_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tabular bundle: 6 numeric columns and one categorical ('color'), 10 epochs."""
+    from training.config import TrainConfig
     from training.pipeline import train_tabular
-    from training.trainer import TrainConfig
 
     cols = make_tabular(2000, seed=0)
     cols.pop("is_anomaly")
