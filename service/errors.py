@@ -29,6 +29,16 @@ class UnsupportedMediaTypeError(InputError):
     """The request body's Content-Type is not one this endpoint reads."""
 
 
+class ProtocolError(InputError):
+    """An Open Inference Protocol request that is malformed or does not fit the model's
+    metadata (datatype, shape, input names): 400, as Triton and KServe answer it."""
+
+
+class ConflictError(AnomalyError):
+    """The request conflicts with how this server manages its models (an explicit unload of
+    a model whose versions follow the repository on disk)."""
+
+
 class ModelNotFoundError(AnomalyError, LookupError):
     """No model (or version) of that name is loaded."""
 
@@ -48,8 +58,10 @@ class AuthError(AnomalyError):
 #: HTTP status per error class; the most specific class listed wins (looked up along the
 #: exception's MRO), anything else of ours is a 500.
 STATUS: dict[type[AnomalyError], int] = {
+    ProtocolError: 400,
     AuthError: 401,
     ModelNotFoundError: 404,
+    ConflictError: 409,
     UnsupportedMediaTypeError: 415,
     PayloadTooLargeError: 413,
     InputError: 422,
