@@ -112,7 +112,9 @@ def respond(request: Request, exc: Exception) -> Response:
     parameter validation as 422, Starlette's HTTP errors (a malformed multipart body) as they
     are, anything else as a 500 with the request id (a bug: the traceback goes to the log)."""
     if isinstance(exc, AnomalyError):
-        if status_of(exc) >= 500:
+        # a shed request (503) is an expected outcome, counted as "rejected" and in the access
+        # log: an error line for each would flood the log in the very burst it sheds
+        if status_of(exc) >= 500 and not isinstance(exc, OverloadedError):
             log.error("request failed: %s", exc, extra={"fields": _request_fields(request)})
         return response_for(exc)
     if isinstance(exc, RequestValidationError):

@@ -46,7 +46,7 @@ def spec(demo_named_server: Server) -> dict[str, Any]:
         return dict(c.get("/openapi.json").json())
 
 
-def test_schemathesis_finds_nothing(demo_named_server: Server) -> None:
+def test_schemathesis_finds_nothing(demo_named_server: Server, tmp_path: Path) -> None:
     exe = VENV_BIN / "schemathesis"
     if not exe.exists():
         pytest.skip("schemathesis is a dev dependency: pip install -e '.[dev]'")
@@ -56,7 +56,8 @@ def test_schemathesis_finds_nothing(demo_named_server: Server) -> None:
          f"{demo_named_server.url}/openapi.json", "--checks", "all",
          "-H", f"Authorization: Bearer {API_KEY}", "--max-examples", str(MAX_EXAMPLES),
          "--seed", "1", "--request-timeout", "30"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600,
+        cwd=tmp_path)  # its example database (.schemathesis/) stays out of the checkout
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-6000:]
     assert "Tested: 23" in output and " passed" in output, output[-3000:]
