@@ -67,6 +67,28 @@ class _Item:
         self.enqueued = time.perf_counter()
 
 
+class Admission:
+    """One admitted request's hold on queue capacity (see :meth:`DynamicBatcher.admit`):
+    released when it submits its samples, or by :meth:`close` when it fails before."""
+
+    __slots__ = ("_batcher", "_open")
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self._batcher = batcher
+        self._open = True
+
+    def submit(self, x: np.ndarray, seeds: Sequence[int], mc_samples: int
+               ) -> asyncio.Future[ScoreResult]:
+        """:meth:`DynamicBatcher.submit`, in place of the capacity held."""
+        self.close()
+        return self._batcher.submit(x, seeds, mc_samples)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._batcher._admitted -= 1
+
+
 class DynamicBatcher:
     """The queue and the onnxruntime calls of one model version. Use from one event loop."""
 
@@ -78,6 +100,7 @@ class DynamicBatcher:
         self.label = label
         self._items: deque[_Item] = deque()
         self._queued = 0  # samples in self._items
+        self._admitted = 0  # requests admitted that have not submitted yet
         self._in_flight = 0  # onnxruntime calls running
         # set when the batcher should look again: the first item arrived, the batch is full,
         # or the oldest item's delay ran out
@@ -105,6 +128,25 @@ class DynamicBatcher:
         """Samples waiting now."""
         return self._queued
 
+    def admit(self) -> Admission:
+        """Let a request in before its body is read, or raise OverloadedError at once.
+
+        Why: a request shed only when it submits has already waited for its body, been parsed
+        and preprocessed, behind every other request of a burst; its 503 then takes as long
+        as the work it avoids. So a request is admitted first, holding one sample of queue
+        capacity until it submits its real samples (:meth:`Admission.submit`) or fails:
+        queued samples plus admitted requests never exceed ``max_queue_size``."""
+        if self._queued + self._admitted >= self.config.max_queue_size:
+            raise self._overloaded()
+        self._admitted += 1
+        return Admission(self)
+
+    def _overloaded(self) -> OverloadedError:
+        return OverloadedError(
+            f"model {self.label} has {self._queued} samples queued and {self._admitted} "
+            f"requests being read (limit {self.config.max_queue_size}); retry after a short "
+            "wait", self.config.retry_after_s)
+
     def submit(self, x: np.ndarray, seeds: Sequence[int], mc_samples: int
                ) -> asyncio.Future[ScoreResult]:
         """Queue x (n, D) float32 with one seed per row; the future resolves to the rows'
@@ -121,10 +163,7 @@ class DynamicBatcher:
             raise InputError(f"got {len(seeds)} seeds for {x.shape[0]} samples")
         n = int(x.shape[0])
         if self._queued and self._queued + n > self.config.max_queue_size:
-            raise OverloadedError(
-                f"model {self.label} has {self._queued} samples queued (limit "
-                f"{self.config.max_queue_size}); retry after a short wait",
-                self.config.retry_after_s)
+            raise self._overloaded()
         future: asyncio.Future[ScoreResult] = asyncio.get_running_loop().create_future()
         self._items.append(_Item(x, list(seeds), mc_samples, future))
         self._queued += n
@@ -216,12 +255,14 @@ class DynamicBatcher:
             counts = np.array([it.n for it in batch])
             waits = np.array([started - it.enqueued for it in batch])
             self.metrics.queue_wait.observe_many(np.repeat(waits, counts))  # one per sample
-            self.metrics.batch_size.observe(float(counts.sum()))
+            samples = int(counts.sum())
+            self.metrics.batch_size.observe(float(samples))
             x = batch[0].x if len(batch) == 1 else np.concatenate([it.x for it in batch])
             seeds = batch[0].seeds if len(batch) == 1 else [s for it in batch for s in it.seeds]
+            prepared = time.perf_counter()
             try:
-                result = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self.scorer.score, x, seeds, batch[0].mc_samples)
+                result, infer_s = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._score, x, seeds, batch[0].mc_samples)
             except AnomalyError as exc:
                 for it in batch:
                     if not it.future.done():
@@ -233,16 +274,27 @@ class DynamicBatcher:
                     if not it.future.done():
                         it.future.set_exception(exc)
                 return
+            returned = time.perf_counter()
             start = 0
             for it in batch:
                 stop = start + it.n
                 if not it.future.done():
                     it.future.set_result(_slice(result, start, stop))
                 start = stop
+            self.metrics.stats.execution(samples, len(batch), float(waits.sum()),
+                                         prepared - started, infer_s,
+                                         time.perf_counter() - returned)
         finally:
             self._in_flight -= 1
             self._slots.release()
             self._update_idle()
+
+    def _score(self, x: np.ndarray, seeds: list[int], mc_samples: int
+               ) -> tuple[ScoreResult, float]:
+        """On the executor thread: the scores and the seconds onnxruntime took."""
+        t0 = time.perf_counter()
+        result = self.scorer.score(x, seeds, mc_samples)
+        return result, time.perf_counter() - t0
 
     def _update_idle(self) -> None:
         if not self._items and self._in_flight == 0:

@@ -33,13 +33,26 @@ class Settings(BaseSettings):
                       description="interface to listen on (0.0.0.0 for all)")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port")
     api_key: SecretStr | None = Field(default=None, description=(
-        "if set, scoring and admin endpoints need 'Authorization: Bearer <key>'"))
+        "if set, every endpoint but health, readiness, server metadata, /metrics and the "
+        "docs needs 'Authorization: Bearer <key>' (scoring, admin, and model details such as "
+        "column statistics and thresholds)"))
+    metrics_token: SecretStr | None = Field(default=None, description=(
+        "if set, GET /metrics needs 'Authorization: Bearer <token>' (a token of its own, so "
+        "that a scraper holds no scoring rights); unset, /metrics is open: restrict it by "
+        "network policy"))
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description=(
         "largest request body accepted, in bytes; larger ones get 413"))
     max_image_pixels: int = Field(default=16_777_216, gt=0, description=(
         "largest decoded image (width * height) accepted; guards against decompression bombs"))
     max_items_per_request: int = Field(default=4096, gt=0, description=(
         "most rows or images in one scoring request"))
+    resize_images: bool = Field(default=False, description=(
+        "resize and convert images whose size or colour mode differ from the model's "
+        "(default: reject them with 422 saying what the model takes; per request: "
+        "?resize=true)"))
+    ignore_unknown_columns: bool = Field(default=False, description=(
+        "drop JSON or CSV columns the model does not know (default: reject them with 422 "
+        "naming them; per request: ?ignore_unknown_columns=true)"))
     log_level: str = Field(default="info", description="debug, info, warning or error")
     access_log: bool = Field(default=True, description="one JSON line per HTTP request")
     otel: bool = Field(default=False, description=(
@@ -97,7 +110,13 @@ class Settings(BaseSettings):
 
     def api_key_value(self) -> str | None:
         """The configured key, or None when the endpoints are open."""
-        if self.api_key is None:
-            return None
-        key = self.api_key.get_secret_value()
-        return key or None
+        return _secret(self.api_key)
+
+    def metrics_token_value(self) -> str | None:
+        """The configured metrics token, or None when /metrics is open."""
+        return _secret(self.metrics_token)
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    """An empty secret (``ANOMALY_API_KEY=``) counts as unset."""
+    return (value.get_secret_value() or None) if value is not None else None

@@ -29,6 +29,16 @@ class UnsupportedMediaTypeError(InputError):
     """The request body's Content-Type is not one this endpoint reads."""
 
 
+class ProtocolError(InputError):
+    """An Open Inference Protocol request that is malformed or does not fit the model's
+    metadata (datatype, shape, input names): 400, as Triton and KServe answer it."""
+
+
+class ConflictError(AnomalyError):
+    """The request conflicts with how this server manages its models (an explicit unload of
+    a model whose versions follow the repository on disk)."""
+
+
 class ModelNotFoundError(AnomalyError, LookupError):
     """No model (or version) of that name is loaded."""
 
@@ -48,8 +58,10 @@ class AuthError(AnomalyError):
 #: HTTP status per error class; the most specific class listed wins (looked up along the
 #: exception's MRO), anything else of ours is a 500.
 STATUS: dict[type[AnomalyError], int] = {
+    ProtocolError: 400,
     AuthError: 401,
     ModelNotFoundError: 404,
+    ConflictError: 409,
     UnsupportedMediaTypeError: 415,
     PayloadTooLargeError: 413,
     InputError: 422,
@@ -100,7 +112,9 @@ def respond(request: Request, exc: Exception) -> Response:
     parameter validation as 422, Starlette's HTTP errors (a malformed multipart body) as they
     are, anything else as a 500 with the request id (a bug: the traceback goes to the log)."""
     if isinstance(exc, AnomalyError):
-        if status_of(exc) >= 500:
+        # a shed request (503) is an expected outcome, counted as "rejected" and in the access
+        # log: an error line for each would flood the log in the very burst it sheds
+        if status_of(exc) >= 500 and not isinstance(exc, OverloadedError):
             log.error("request failed: %s", exc, extra={"fields": _request_fields(request)})
         return response_for(exc)
     if isinstance(exc, RequestValidationError):

@@ -13,16 +13,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from anomaly import __version__
 from anomaly.errors import BundleError
-from service import errors, logs, routes_v1, routes_v2
+from service import errors, logs, openapi, routes_v1, routes_v2, routes_v2_extensions
 from service.config import Settings
 from service.hotpath import HotRoute, ServiceApp
 from service.metrics import ServiceMetrics
 from service.repository import ModelRepository
-from service.state import ServiceState, get_state, json_response
+from service.schemas import Health, Readiness
+from service.state import ServiceState, check_metrics_token, get_state, json_response
 
 log = logging.getLogger("service")
 
@@ -33,8 +34,12 @@ TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": Fa
 DESCRIPTION = """Anomaly scores from the reconstruction probability of variational autoencoders
 (An & Cho 2015). `/v1` is the product API (rows as JSON or CSV, images as PNG/JPEG or
 multipart; explanations on request); `/v2` is the Open Inference Protocol for KServe and
-Triton clients. Scoring and admin endpoints need `Authorization: Bearer <key>` when the
-service runs with an API key."""
+Triton clients, with Triton's model configuration, statistics and model repository
+extensions. When the service runs with an API key, every operation that documents the
+`api_key` scheme needs `Authorization: Bearer <key>`; health, readiness, server metadata and
+these docs stay open, and `/metrics` needs the separate metrics token if one is set. Every
+error is `{"error": "<message>"}`. The examples fit the `breast_cancer` model that
+`anomaly demo` trains."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,19 +86,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = state
     errors.install(app)
     app.include_router(routes_v1.router)
+    app.include_router(routes_v2_extensions.router)  # before /v2/models/{name}: see there
     app.include_router(routes_v2.router)
+    openapi.install(app, settings)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+             response_class=PlainTextResponse, openapi_extra=openapi.NEEDS_METRICS_TOKEN,
+             responses=openapi.responses(None, ok_description="the metrics of "
+                                         "docs/metrics.md, Prometheus text format",
+                                         ok_content={"text/plain": {"schema": {
+                                             "type": "string"}}}))
     async def prometheus_metrics(request: Request) -> Response:
         # async on purpose: the histograms are read on the event-loop thread that writes them
-        return Response(generate_latest(get_state(request).metrics.registry),
+        state = get_state(request)
+        check_metrics_token(state, request)
+        return Response(generate_latest(state.metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    @app.get("/healthz", tags=["operations"], summary="Liveness",
+             responses=openapi.responses(Health))
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness")
+    @app.get("/readyz", tags=["operations"], summary="Readiness",
+             responses={200: {"model": Readiness, "description": "ready"},
+                        503: {"model": Readiness, "description": "not ready"}})
     async def readyz(request: Request) -> Response:
         repo = get_state(request).repository
         not_ready = sorted(n for n, e in repo.models.items() if not e.versions)

@@ -22,6 +22,8 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from service.stats import InferenceStats
+
 disable_created_metrics()
 
 OUTCOMES = ("ok", "client_error", "server_error", "rejected", "unauthorized")
@@ -35,6 +37,10 @@ QUEUE_WAIT_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.
                       0.05, 0.1, 0.25, 1.0)
 #: calibration-score quantiles that become the ``anomaly_score`` bucket bounds of a model
 SCORE_QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999)
+#: The ``version`` label of a request that did not reach a loaded version (an unknown or
+#: unloaded version, no version loaded, or unauthorised before one was resolved): one bounded
+#: value per model, so that no request can create series of its own choosing.
+UNRESOLVED = ""
 
 
 @dataclass
@@ -95,6 +101,10 @@ class VectorHistogram(Collector):
             return child
         child = self._children[values] = HistogramChild(chosen)
         return child
+
+    def remove(self, *values: str) -> None:
+        """Drop the child of these label values (no error when there is none)."""
+        self._children.pop(values, None)
 
     def collect(self) -> Iterable[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation,
@@ -185,14 +195,42 @@ class ServiceMetrics:
         )
 
     def retire(self, model: str, version: int, provider: str) -> None:
-        """Drop the gauges that describe a loaded version (counters and histograms stay, so
-        rates over the reload stay right)."""
+        """Drop the gauges that describe a loaded version at once, when it stops taking new
+        requests (its counters and histograms go in :meth:`forget_version`, once the requests
+        it still holds have been counted)."""
         v = str(version)
         for gauge, labels in ((self.model_info, (model, v, provider)),
                               (self.threshold, (model, v)), (self.target_fpr, (model, v)),
                               (self.queue_depth, (model, v))):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
+
+    def forget_version(self, model: str, version: int | str) -> None:
+        """Remove every series of an unloaded (model, version), so that the number of series
+        follows the loaded versions, not the history of the process."""
+        v = str(version)
+        for gauge in (self.threshold, self.target_fpr, self.queue_depth, self.samples,
+                      self.anomalies):
+            with contextlib.suppress(KeyError):
+                gauge.remove(model, v)
+        for outcome in OUTCOMES:
+            with contextlib.suppress(KeyError):
+                self.requests.remove(model, v, outcome)
+        for hist in (self.request_duration, self.queue_wait, self.batch_size, self.score,
+                     self.p_value):
+            hist.remove(model, v)
+        info = [labels for labels in _label_sets(self.model_info)
+                if labels[0] == model and labels[1] == v]
+        for labels in info:
+            self.model_info.remove(*labels)
+
+    def forget_model(self, model: str) -> None:
+        """Remove the series of a model whose directory is gone (its versions' go through
+        :meth:`forget_version`)."""
+        self.forget_version(model, UNRESOLVED)
+        for gauge in (self.model_ready, self.load_failures, self.last_reload):
+            with contextlib.suppress(KeyError):
+                gauge.remove(model)
 
     def model_seen(self, model: str) -> None:
         """Create the per-model series at 0, so increase() and absent() work from the start."""
@@ -208,13 +246,18 @@ class ServiceMetrics:
     def set_ready(self, model: str, ready: bool) -> None:
         self.model_ready.labels(model).set(1 if ready else 0)
 
-    def request_outcome(self, model: str, version: str, outcome: str,
-                        duration_s: float | None = None) -> None:
-        """Count a request that never reached a loaded version's handle (unknown version,
-        unauthorised, ...)."""
-        self.requests.labels(model, version, outcome).inc()
-        if duration_s is not None:
-            self.request_duration.labels(model, version).observe(duration_s)
+    def unresolved_request(self, model: str, outcome: str, duration_s: float) -> None:
+        """Count a request to a loaded model that never reached a loaded version (unknown
+        version, unauthorised, ...) under ``version=""`` (:data:`UNRESOLVED`)."""
+        self.requests.labels(model, UNRESOLVED, outcome).inc()
+        self.request_duration.labels(model, UNRESOLVED).observe(duration_s)
+
+
+def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
+    """The label values of every child of a labelled metric (prometheus_client keeps them in
+    ``_metrics``; there is no public accessor)."""
+    with metric._lock:
+        return [tuple(labels) for labels in metric._metrics]
 
 
 @dataclass
@@ -232,6 +275,8 @@ class VersionMetrics:
     anomalies: Counter
     score: HistogramChild
     p_value: HistogramChild
+    #: Triton's statistics extension for this version (not a Prometheus metric)
+    stats: InferenceStats = field(default_factory=InferenceStats)
 
     def scored(self, scores: np.ndarray, p_values: np.ndarray, flags: np.ndarray) -> None:
         """Per-sample outputs of one request: scores (B,), p-values (B,), flags (B,) bool."""
@@ -252,3 +297,4 @@ class VersionMetrics:
     def finished(self, outcome: str, duration_s: float) -> None:
         self.requests[outcome].inc()
         self.duration.observe(duration_s)
+        self.stats.request(outcome == "ok", duration_s)

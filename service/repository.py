@@ -187,6 +187,10 @@ class ModelRepository:
             if mv.retired and mv.leases == 0:
                 mv.drained.set()
 
+    def is_loaded(self, name: str, version: int) -> bool:
+        entry = self.models.get(name)
+        return entry is not None and version in entry.versions
+
     @property
     def ready(self) -> bool:
         """Ready when the first load is done and every model has a serving version."""
@@ -266,7 +270,9 @@ class ModelRepository:
                 self.metrics.model_loaded(name)
             if not found and not model_dir.is_dir():
                 del self.models[name]  # the directory is gone: forget the model
-            self.metrics.set_ready(name, bool(new))
+                self.metrics.forget_model(name)
+            else:
+                self.metrics.set_ready(name, bool(new))
         if report.loaded or report.unloaded:
             log.info("model %s: loaded %s, unloaded %s, serving %s", name, report.loaded,
                      report.unloaded, report.serving,
@@ -306,6 +312,10 @@ class ModelRepository:
         async def drain() -> None:
             await old.drained.wait()
             await old.batcher.close()
+            if replacement is None and not self.is_loaded(old.name, old.version):
+                # counted everything it held: now its series go (unless a reload brought the
+                # version back meanwhile, which shares them)
+                self.metrics.forget_version(old.name, old.version)
             if self.after_unload is not None:
                 self.after_unload()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,11 +13,14 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from anomaly.errors import BundleError, InputError, PayloadTooLargeError
+from anomaly.errors import InputError, PayloadTooLargeError
 from anomaly.inference import ScoreResult
 from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor, rejected_rows_error
-from service.errors import UnsupportedMediaTypeError, status_of
+from service.batching import Admission
+from service.errors import UnsupportedMediaTypeError
+from service.openapi import EXAMPLE_CSV, EXAMPLE_ROW, NEEDS_API_KEY, responses
 from service.repository import ModelVersion
+from service.schemas import ModelList, ReloadReport, ScoreResponse
 from service.state import (
     VERSION_QUERY,
     QueryParam,
@@ -35,13 +39,20 @@ INLINE_DECODE_BYTES = 256 * 1024
 
 SCORE_BODY_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "required": ["rows"], "properties": {
-        "rows": {"type": "array", "items": {"type": "object"}}}},
-        "example": {"rows": [{"temperature": 21.5, "color": "red"}]}},
-    "text/csv": {"schema": {"type": "string"}, "example": "temperature,color\n21.5,red\n"},
+        "rows": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "minProperties": 1,
+            "additionalProperties": {"type": ["number", "string", "boolean"]}},
+            "description": "one object per row, {column: value}; the model's columns are in "
+                           "GET /v1/models"}}},
+        "example": {"rows": [EXAMPLE_ROW]}},
+    "text/csv": {"schema": {"type": "string", "description": "a header row naming the "
+                            "model's columns, then one line per row"},
+                 "example": EXAMPLE_CSV},
     "image/png": {"schema": {"type": "string", "format": "binary"}},
     "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
+        "files": {"type": "array", "minItems": 1,
+                  "items": {"type": "string", "format": "binary"}}}}},
 }}}
 
 
@@ -55,12 +66,21 @@ SEED = QueryParam("seed", int, "noise seed for every sample of the request (defa
                   "service's)", 0, 2**63 - 1)
 MC_SAMPLES = QueryParam("mc_samples", int, "latent samples L (default: the bundle's; at most "
                         "the service's max_mc_samples)", 1)
-SCORE_QUERY = (EXPLAIN, TOP_K, RAW_MAP, SEED, VERSION_QUERY, MC_SAMPLES)
+RESIZE = QueryParam("resize", bool, "images: resize and convert an image of another size or "
+                    "colour mode to the model's (default: the resize_images setting; without "
+                    "it such an image gets 422 saying what the model takes)")
+IGNORE_UNKNOWN = QueryParam("ignore_unknown_columns", bool, "rows: drop columns the model "
+                            "does not know (default: the ignore_unknown_columns setting; "
+                            "without it they get 422 naming them)")
+SCORE_QUERY = (EXPLAIN, TOP_K, RAW_MAP, SEED, VERSION_QUERY, MC_SAMPLES, RESIZE, IGNORE_UNKNOWN)
 
 
-@router.get("/models", summary="Loaded models and their versions")
+@router.get("/models", summary="Loaded models, their versions, input schemas and thresholds",
+            responses=responses(ModelList), openapi_extra=NEEDS_API_KEY)
 async def list_models(request: Request) -> Response:
-    repo = get_state(request).repository
+    state = get_state(request)
+    check_api_key(state, request)  # column statistics and thresholds are model internals
+    repo = state.repository
     out = []
     for name, entry in sorted(repo.models.items()):
         latest = entry.latest
@@ -74,23 +94,21 @@ async def list_models(request: Request) -> Response:
     return json_response({"models": out})
 
 
-@router.post("/models/{name}/reload", summary="Pick up new, changed or removed versions (admin)")
+@router.post("/models/{name}/reload", summary="Pick up new, changed or removed versions (admin)",
+             responses=responses(ReloadReport, 404, 422, 500), openapi_extra=NEEDS_API_KEY)
 async def reload_model(request: Request, name: str, force: bool = False) -> Response:
-    """200 with what changed; 500 with the same report plus ``error`` when a version failed
-    to load (the previous version, if any, keeps serving)."""
+    """200 with what changed. A version that failed to load is listed under ``failed`` (and
+    logged, and counted in ``anomaly_model_load_failures_total``); the previous load of it,
+    if any, keeps serving. A broken folder on disk is an outcome to report, not a server
+    error: 500 is only for faults of the server itself."""
     state = get_state(request)
     check_api_key(state, request)
-    report = (await state.repository.reload(name, force=force)).describe()
-    if report["failed"]:
-        first = report["failed"][0]
-        message = (f"version {first['version']} of '{name}' failed to load: {first['error']}"
-                   + (f"; still serving {report['serving']}" if report["serving"] else ""))
-        return json_response({"error": message, **report}, status=status_of(BundleError))
-    return json_response(report)
+    return json_response((await state.repository.reload(name, force=force)).describe())
 
 
 @router.post("/models/{name}/score", summary="Score rows or images",
-             openapi_extra={**SCORE_BODY_DOC,
+             responses=responses(ScoreResponse, 400, 404, 413, 415, 422, 500, 503),
+             openapi_extra={**SCORE_BODY_DOC, **NEEDS_API_KEY,
                             "parameters": [p.openapi() for p in SCORE_QUERY]})
 async def score(request: Request, name: str) -> Response:
     """Rows: ``application/json`` ``{"rows": [{col: value}, ...]}`` or ``text/csv`` with a
@@ -98,16 +116,19 @@ async def score(request: Request, name: str) -> Response:
     one or more files. One result per row or image, in order."""
     settings = get_state(request).settings
 
-    async def work(mv: ModelVersion) -> Response:
+    async def work(mv: ModelVersion, admission: Admission) -> Response:
         explain = EXPLAIN.read(request)
         raw_map = RAW_MAP.read(request)
         top_k = TOP_K.read(request) or settings.explain_top_k
         seed = SEED.read(request)
         n_mc = MC_SAMPLES.read(request, settings.max_mc_samples) \
             or mv.scorer.mc_samples  # L, latent samples per input
-        x, filenames = await _read_inputs(request, mv)  # (B, D)
+        strict = _Strictness(RESIZE.read(request, default=settings.resize_images),
+                             IGNORE_UNKNOWN.read(request,
+                                                 default=settings.ignore_unknown_columns))
+        x, filenames = await _read_inputs(request, mv, strict)  # (B, D)
         s = settings.default_seed if seed is None else seed
-        result = await mv.batcher.submit(x, [s] * x.shape[0], n_mc)
+        result = await admission.submit(x, [s] * x.shape[0], n_mc)
         mv.metrics.scored(result.scores, result.p_values, result.is_anomaly)
         items = _items(mv, result)
         if filenames:
@@ -149,7 +170,16 @@ def _heatmap_pngs(heat: np.ndarray) -> list[bytes]:
     return [heatmap_png(h) for h in heat]
 
 
-async def _read_inputs(request: Request, mv: ModelVersion) -> tuple[np.ndarray, list[str]]:
+@dataclass(frozen=True)
+class _Strictness:
+    """What a request lets the service guess: resize/convert images, drop unknown columns."""
+
+    resize: bool
+    ignore_unknown_columns: bool
+
+
+async def _read_inputs(request: Request, mv: ModelVersion, strict: _Strictness
+                       ) -> tuple[np.ndarray, list[str]]:
     """The request body -> preprocessed x (B, D) float32, plus file names for multipart."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     prep = mv.scorer.preprocessor
@@ -175,16 +205,21 @@ async def _read_inputs(request: Request, mv: ModelVersion) -> tuple[np.ndarray, 
             raise PayloadTooLargeError(f"{len(blobs)} images in one request; the limit is "
                                        f"{limit}")
         if sum(len(b) for b in blobs) > INLINE_DECODE_BYTES:
-            return await asyncio.to_thread(prep.transform_images, blobs), names
-        return prep.transform_images(blobs), names
+            return await asyncio.to_thread(prep.transform_images, blobs, strict.resize), names
+        return prep.transform_images(blobs, strict.resize), names
     if ctype in ("application/json", "text/csv", "application/csv"):
         if not isinstance(prep, TabularPreprocessor):
             raise InputError(f"model '{mv.name}' scores images: send image/png, image/jpeg "
                              "or multipart/form-data files, not rows")
         body = await request.body()
         if ctype == "application/json":
-            return prep.encode_rows(_json_rows(body, limit)), []
-        return _csv_x(prep, body, limit), []
+            rows = _json_rows(body, limit)
+            if not strict.ignore_unknown_columns:
+                _check_unknown(prep, prep.unknown_columns(rows))
+            if b"true" in body or b"false" in body:  # no JSON boolean without the literal
+                prep.reject_booleans(rows)  # JSON true is not 1
+            return prep.encode_rows(rows), []
+        return _csv_x(prep, body, limit, strict.ignore_unknown_columns), []
     raise UnsupportedMediaTypeError(
         f"unsupported Content-Type '{ctype or '(none)'}': send application/json or text/csv "
         "rows, or image/png, image/jpeg or multipart/form-data images")
@@ -202,7 +237,15 @@ def _json_rows(body: bytes, limit: int) -> list[Any]:
     return rows
 
 
-def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int) -> np.ndarray:
+def _check_unknown(prep: TabularPreprocessor, unknown: list[str]) -> None:
+    if unknown:
+        raise InputError(f"unknown column(s) {unknown}: the model's columns are "
+                         f"{prep.column_names}; fix the names, or add "
+                         "?ignore_unknown_columns=true to drop them")
+
+
+def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: bool
+           ) -> np.ndarray:
     """A CSV body -> x (B, D), read as batch scoring reads CSV files (fields as text, through
     the same Arrow encoder), so a CSV row scores the same posted or in a file."""
     import pyarrow as pa
@@ -216,6 +259,9 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int) -> np.ndarray:
         table = read_csv_text(body, [c for c in prep.column_names if c in names])
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot parse the CSV body: {exc}") from exc
+    if not ignore_unknown:
+        known = set(prep.column_names)
+        _check_unknown(prep, [n for n in names if n not in known])
     if table.num_rows == 0:
         raise InputError("the CSV body has a header but no rows")
     missing = [c for c in prep.column_names if c not in names]

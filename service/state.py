@@ -17,6 +17,7 @@ from fastapi import Request
 from starlette.responses import Response
 
 from anomaly.errors import AnomalyError, InputError
+from service.batching import Admission
 from service.config import Settings
 from service.errors import AuthError, OverloadedError, status_of
 from service.metrics import ServiceMetrics
@@ -38,15 +39,24 @@ def get_state(request: Request) -> ServiceState:
 def check_api_key(state: ServiceState, request: Request) -> None:
     """Raise AuthError unless the request carries ``Authorization: Bearer <key>`` (when a
     key is configured). Constant-time comparison."""
-    key = state.settings.api_key_value()
-    if key is None:
+    _check_bearer(request, state.settings.api_key_value(), "API key")
+
+
+def check_metrics_token(state: ServiceState, request: Request) -> None:
+    """``GET /metrics``: the separate metrics token, when one is configured (a scraper needs
+    no scoring rights, and the API key need not sit in the Prometheus config)."""
+    _check_bearer(request, state.settings.metrics_token_value(), "metrics token")
+
+
+def _check_bearer(request: Request, secret: str | None, what: str) -> None:
+    if secret is None:
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    if not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise AuthError("wrong API key")
+        raise AuthError(f"missing {what}: send 'Authorization: Bearer <{what.split()[-1]}>'")
+    if not hmac.compare_digest(token.strip().encode(), secret.encode()):
+        raise AuthError(f"wrong {what}")
 
 
 def outcome_of(exc: BaseException) -> str:
@@ -119,11 +129,12 @@ class QueryParam:
     minimum: int = 0
     maximum: int | None = None  # None: set per request (from the settings) in read()
 
-    def read(self, request: Request, maximum: int | None = None) -> Any:
-        """The value given (InputError when malformed or out of range); False or None when
-        the parameter is absent."""
+    def read(self, request: Request, maximum: int | None = None, default: bool = False
+             ) -> Any:
+        """The value given (InputError when malformed or out of range); ``default`` (bool)
+        or None (int) when the parameter is absent."""
         if self.kind is bool:
-            return query_bool(request, self.name)
+            return query_bool(request, self.name, default)
         hi = maximum if maximum is not None else self.maximum
         return query_int(request, self.name, self.minimum, hi if hi is not None else 2**63 - 1)
 
@@ -140,12 +151,18 @@ VERSION_QUERY = QueryParam("version", int, "model version (default: the latest l
                            1, 2**31)
 
 
-async def scoring_request(request: Request, name: str, version: int | None,
-                          work: Callable[[ModelVersion], Awaitable[Response]],
+Work = Callable[[ModelVersion, Admission], Awaitable[Response]]
+
+
+async def scoring_request(request: Request, name: str, version: int | None, work: Work,
                           version_from_query: bool = False) -> Response:
     """Authenticate, lease the model version (``version``, or :data:`VERSION_QUERY` when
-    ``version_from_query``), run ``work`` on it and count the outcome. Requests naming an
-    unknown model are not counted (their name would be an unbounded label value)."""
+    ``version_from_query``), get it admitted to its batcher (503 when its queue is full),
+    run ``work`` on it (which submits through the admission) and count the outcome. Every
+    step before ``work`` is synchronous, so a 401, 404 or 503 is answered without reading
+    the body and without yielding to other requests. Requests naming an unknown model are
+    not counted, and those that reach no loaded version are counted under ``version=""``
+    (label values come only from the repository on disk)."""
     state = get_state(request)
     t0 = arrival(request)
     mv: ModelVersion | None = None
@@ -154,15 +171,18 @@ async def scoring_request(request: Request, name: str, version: int | None,
         if version_from_query:
             version = VERSION_QUERY.read(request)
         with state.repository.lease(name, version) as mv:
-            response = await work(mv)
+            admission = mv.batcher.admit()
+            try:
+                response = await work(mv, admission)
+            finally:
+                admission.close()
     except BaseException as exc:
         outcome = outcome_of(exc)
         duration = time.perf_counter() - t0
         if mv is not None:
             mv.metrics.finished(outcome, duration)
         elif name in state.repository.models:
-            state.metrics.request_outcome(name, "" if version is None else str(version),
-                                          outcome, duration)
+            state.metrics.unresolved_request(name, outcome, duration)
         raise
     mv.metrics.finished("ok", time.perf_counter() - t0)
     return response

@@ -16,6 +16,7 @@ from anomaly.errors import InputError, PayloadTooLargeError
 
 #: Default ceiling on decoded pixels (width * height) against decompression bombs.
 DEFAULT_MAX_PIXELS = 40_000_000
+_MODES = {"L": "8-bit greyscale", "RGB": "8-bit RGB"}
 
 
 class ImagePreprocessor:
@@ -35,8 +36,10 @@ class ImagePreprocessor:
         """(C, H, W) of one preprocessed image."""
         return self.schema.channels, self.schema.height, self.schema.width
 
-    def decode(self, data: bytes, name: str = "image") -> np.ndarray:
-        """Encoded image bytes -> (C, H, W) float32 in [0, 1]."""
+    def decode(self, data: bytes, name: str = "image", resize: bool = True) -> np.ndarray:
+        """Encoded image bytes -> (C, H, W) float32 in [0, 1]. ``resize=False``: an image of
+        another size or colour mode is an InputError saying what the model takes, instead of
+        being resized and converted."""
         if not data:
             raise InputError(f"{name} is empty; send PNG, JPEG, BMP or TIFF bytes")
         try:
@@ -52,9 +55,12 @@ class ImagePreprocessor:
         except PayloadTooLargeError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            # Pillow's own guard fires in open() before the size check above can
-            raise PayloadTooLargeError(f"{name} is too large to decode safely ({exc}); "
-                                       "downscale it before scoring") from exc
+            # Pillow's own guard fires in open() before the size check above can; the limit
+            # that applies is ours, or Pillow's (Image.MAX_IMAGE_PIXELS) if that is lower
+            limit = self.max_pixels if Image.MAX_IMAGE_PIXELS is None else min(
+                self.max_pixels, Image.MAX_IMAGE_PIXELS)
+            raise PayloadTooLargeError(f"{name} is over the limit of {limit} pixels (width * "
+                                       "height); downscale it before scoring") from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" names an
             # address, which would make the same bad file give a different message each run
@@ -62,27 +68,35 @@ class ImagePreprocessor:
                       if isinstance(exc, UnidentifiedImageError) else str(exc))
             raise InputError(f"{name} could not be decoded as an image ({detail}); send "
                              "PNG, JPEG, BMP or TIFF bytes") from exc
-        return self.from_pil(img)
+        return self.from_pil(img, name, resize)
 
-    def from_pil(self, img: Image.Image) -> np.ndarray:
+    def from_pil(self, img: Image.Image, name: str = "image", resize: bool = True
+                 ) -> np.ndarray:
         s = self.schema
-        img = img.convert("L" if s.channels == 1 else "RGB")
+        mode = "L" if s.channels == 1 else "RGB"
+        if not resize and (img.mode != mode or img.size != (s.width, s.height)):
+            raise InputError(
+                f"{name} is {img.size[0]}x{img.size[1]} in mode {img.mode}; the model takes "
+                f"{s.width}x{s.height} {_MODES[mode]} ({mode}) images: send that size and "
+                "mode, or allow resizing and conversion (resize=true)")
+        img = img.convert(mode)
         if img.size != (s.width, s.height):
             img = img.resize((s.width, s.height), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / s.scale
         return arr[None] if s.channels == 1 else arr.transpose(2, 0, 1)
 
-    def transform_images(self, images: Sequence[bytes | np.ndarray | Image.Image]) -> np.ndarray:
+    def transform_images(self, images: Sequence[bytes | np.ndarray | Image.Image],
+                         resize: bool = True) -> np.ndarray:
         """Encoded bytes, PIL images, or already-sized (C, H, W) float arrays in [0, 1]
-        -> x (B, C*H*W)."""
+        -> x (B, C*H*W). ``resize=False`` rejects images of another size or mode."""
         if len(images) == 0:
             raise InputError("no images given: send at least one image")
         out = np.empty((len(images), self.input_dim), dtype=np.float32)
         for i, item in enumerate(images):
             if isinstance(item, bytes | bytearray | memoryview):
-                arr = self.decode(bytes(item), name=f"image {i}")
+                arr = self.decode(bytes(item), name=f"image {i}", resize=resize)
             elif isinstance(item, Image.Image):
-                arr = self.from_pil(item)
+                arr = self.from_pil(item, f"image {i}", resize)
             else:
                 arr = np.asarray(item, dtype=np.float32)
                 if arr.size != self.input_dim:

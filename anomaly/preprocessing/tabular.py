@@ -20,6 +20,7 @@ means (missing, category, number) is :mod:`anomaly.preprocessing.values`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,6 +191,34 @@ class TabularPreprocessor:
             return self._encode_rows_fast(rows)
         except _Fallback:
             return self.transform(rows_to_columns(rows), strict=True).x
+
+    def unknown_columns(self, rows: Sequence[Any]) -> list[str]:
+        """Keys of row dicts that are not columns of the schema, in first-seen order. The
+        encoders ignore them; a strict caller rejects them, as they usually mean the rows were
+        made for another model or another version of its schema."""
+        known = self._column_set
+        extra: dict[str, None] = {}
+        for row in rows:
+            if isinstance(row, Mapping) and not known.issuperset(row):
+                extra.update(dict.fromkeys(k for k in row if k not in known))
+        return list(extra)
+
+    def reject_booleans(self, rows: Sequence[Any]) -> None:
+        """InputError for a boolean in a numeric column of a row dict: the encoders read
+        ``true`` as 1.0 (Python's ``float(True)``), which a strict caller (a JSON body) must
+        not guess. Booleans in categorical columns are categories like any other."""
+        for i, row in enumerate(rows):
+            # one C-level pass over the value types; the columns only when a bool is there
+            if isinstance(row, Mapping) and bool in set(map(type, row.values())):
+                for name in self._numeric_names:
+                    if isinstance(row.get(name), bool):
+                        raise InputError(f"row {i}: column '{name}': "
+                                         f"{str(row[name]).lower()} is a boolean, not a "
+                                         "number")
+
+    @functools.cached_property
+    def _column_set(self) -> frozenset[str]:
+        return frozenset(self.column_names)
 
     def _encode_rows_fast(self, rows: Sequence[Any]) -> np.ndarray:
         if not rows:

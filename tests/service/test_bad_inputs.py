@@ -8,13 +8,23 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import AUTH, Server, TrainedBundles, metric_value, png_bytes
+from tests.service.conftest import (
+    API_KEY,
+    AUTH,
+    Server,
+    TrainedBundles,
+    make_repo,
+    metric_value,
+    png_bytes,
+    start_server,
+)
 
 CANCER = "/v1/models/cancer/score"
 DIGITS = "/v1/models/digits/score"
@@ -102,8 +112,8 @@ def cases(b: TrainedBundles) -> list[Case]:
              content=b"x" * 300_000, content_type="application/json"),
         Case("empty csv", "POST", CANCER, 422, "csv body is empty", content=b"",
              content_type="text/csv"),
-        Case("csv header only", "POST", CANCER, 422, "no rows", content=b"a,b\n",
-             content_type="text/csv"),
+        Case("csv header only", "POST", CANCER, 422, "no rows",
+             content=(",".join(row) + "\n").encode(), content_type="text/csv"),
         Case("csv ragged", "POST", CANCER, 422, "cannot parse the csv",
              content=b"a,b\n1,2,3\n", content_type="text/csv"),
         Case("rows to an image model", "POST", DIGITS, 422, "scores images",
@@ -116,7 +126,7 @@ def cases(b: TrainedBundles) -> list[Case]:
              content_type="image/png"),
         Case("image over the pixel limit", "POST", DIGITS, 413, "over the limit of 4096",
              content=png_bytes(np.zeros((80, 80), np.uint8)), content_type="image/png"),
-        Case("decompression bomb", "POST", DIGITS, 413, "too large",
+        Case("decompression bomb", "POST", DIGITS, 413, "over the limit of 4096 pixels",
              content=_png_header_only(100_000, 100_000), content_type="image/png"),
         Case("multipart without files", "POST", DIGITS, 422, "no files",
              files=None, content=b"--xx\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n"
@@ -136,42 +146,87 @@ def cases(b: TrainedBundles) -> list[Case]:
         Case("unknown route", "GET", "/v1/nothing", 404, "not found"),
         Case("wrong method", "GET", CANCER, 405, "method not allowed"),
         Case("oip unknown model", "GET", "/v2/models/nope", 404, "no model named"),
-        Case("oip not json", "POST", INFER, 422, "not valid json", content=b"[[",
+        Case("oip not json", "POST", INFER, 400, "not valid json", content=b"[[",
              content_type="application/json"),
-        Case("oip no inputs", "POST", INFER, 422, "inputs", json={"inputs": []}),
-        Case("oip wrong shape", "POST", INFER, 422, "shape (batch >= 1, 30)",
+        Case("oip no inputs", "POST", INFER, 400, "inputs", json={"inputs": []}),
+        Case("oip wrong shape", "POST", INFER, 400, "expecting [-1, 30]",
              json={"inputs": [{"name": "x", "shape": [1, 29], "datatype": "FP32",
                                "data": x30[:29]}]}),
-        Case("oip data length", "POST", INFER, 422, "values for shape",
+        Case("oip data length", "POST", INFER, 400, "values for shape",
              json={"inputs": [{"name": "x", "shape": [2, 30], "datatype": "FP32",
                                "data": x30}]}),
-        Case("oip bad datatype", "POST", INFER, 422, "datatype",
+        Case("oip bad datatype", "POST", INFER, 400, "unexpected datatype 'BYTES'",
              json={"inputs": [{"name": "x", "shape": [1, 30], "datatype": "BYTES",
                                "data": x30}]}),
-        Case("oip strings as data", "POST", INFER, 422, "must be numbers",
+        Case("oip strings as data", "POST", INFER, 400, "must be numbers",
              json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32",
                                "data": ["a", "b"]}]}),
-        Case("oip NaN literal", "POST", INFER, 422, "not valid json",
+        Case("oip NaN literal", "POST", INFER, 400, "not valid json",
              content=json.dumps({"inputs": [{"name": "x", "shape": [1, 30],
                                              "datatype": "FP32",
                                              "data": [float("nan")] * 30}]}).encode(),
              content_type="application/json"),
-        Case("oip NaN in a binary tensor", "POST", INFER, 422, "nan or infinite",
+        Case("oip NaN in a binary tensor", "POST", INFER, 400, "nan or infinite",
              content=_binary_infer(np.full((1, 30), np.nan, np.float32)),
              content_type="application/octet-stream",
              headers={"Inference-Header-Content-Length": str(len(_binary_header(1)))}),
-        Case("oip header length too long", "POST", INFER, 422, "does not fit",
+        Case("oip header length too long", "POST", INFER, 400, "does not fit",
              content=b"{}", content_type="application/octet-stream",
              headers={"Inference-Header-Content-Length": "999"}),
-        Case("oip unknown output", "POST", INFER, 422, "unknown output",
+        Case("oip unknown output", "POST", INFER, 400, "unknown output",
              json={"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32",
                                "data": x30}], "outputs": [{"name": "latent"}]}),
-        Case("oip binary size mismatch", "POST", INFER, 422, "binary_data_size",
+        Case("oip binary size mismatch", "POST", INFER, 400, "binary_data_size",
              json={"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32",
                                "parameters": {"binary_data_size": 7}}]}),
-        Case("oip bad seed parameter", "POST", INFER, 422, "seed",
+        Case("oip bad seed parameter", "POST", INFER, 400, "seed",
              json={"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32",
                                "data": x30}], "parameters": {"seed": "one"}}),
+        # strict by default (issue 14): what used to be guessed silently
+        Case("rgb image to a grey model", "POST", DIGITS, 422,
+             "is 8x8 in mode rgb; the model takes 8x8 8-bit greyscale (l) images",
+             content=png_bytes(np.zeros((8, 8, 3), np.uint8)), content_type="image/png"),
+        Case("image of another size", "POST", DIGITS, 422, "is 64x64 in mode l",
+             content=png_bytes(np.zeros((64, 64), np.uint8)), content_type="image/png"),
+        Case("unknown json column", "POST", CANCER, 422,
+             "unknown column(s) ['colour']", json={"rows": [_row(b, colour="red")]}),
+        Case("json boolean in a numeric column", "POST", CANCER, 422,
+             "row 0: column 'mean_area': true is a boolean",
+             json={"rows": [_row(b, mean_area=True)]}),
+        Case("unknown csv column", "POST", CANCER, 422, "unknown column(s) ['colour']",
+             content=(",".join([*row, "colour"]) + "\n"
+                      + ",".join([*map(repr, row.values()), "red"]) + "\n").encode(),
+             content_type="text/csv"),
+        Case("oip fp64 where fp32 is declared", "POST", INFER, 400,
+             "unexpected datatype 'FP64' for inference input 'x', expecting FP32",
+             json={"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP64",
+                               "data": x30}]}),
+        Case("oip x of another shape with the same size", "POST", INFER, 400,
+             "unexpected shape [1, 5, 6] for inference input 'x', expecting [-1, 30]",
+             json={"inputs": [{"name": "x", "shape": [1, 5, 6], "datatype": "FP32",
+                               "data": x30}]}),
+        Case("oip unexpected input", "POST", INFER, 400, "unexpected inference input 'y'",
+             json={"inputs": [{"name": "y", "shape": [1, 30], "datatype": "FP32",
+                               "data": x30}]}),
+        Case("oip seed of the wrong shape", "POST", INFER, 400,
+             "unexpected shape [2] for inference input 'seed'",
+             json={"inputs": [{"name": "x", "shape": [1, 30], "datatype": "FP32",
+                               "data": x30},
+                              {"name": "seed", "shape": [2], "datatype": "INT64",
+                               "data": [1, 2]}]}),
+        # model internals need the key (issue 14)
+        Case("model listing without key", "GET", "/v1/models", 401, "missing api key",
+             auth={}),
+        Case("oip model metadata without key", "GET", "/v2/models/cancer", 401,
+             "missing api key", auth={}),
+        Case("oip model config without key", "GET", "/v2/models/cancer/config", 401,
+             "missing api key", auth={}),
+        Case("oip statistics without key", "GET", "/v2/models/stats", 401,
+             "missing api key", auth={}),
+        Case("oip repository index without key", "POST", "/v2/repository/index", 401,
+             "missing api key", auth={}),
+        Case("oip unload", "POST", "/v2/repository/models/cancer/unload", 409,
+             "follow the repository on disk", json={"parameters": {}}),
     ]
 
 
@@ -241,3 +296,46 @@ def test_v2_infer_needs_the_key_too(server: Server, auth: dict[str, str]) -> Non
             {"name": "x", "shape": [1, 30], "datatype": "FP32", "data": [0.0] * 30}]})
     assert r.status_code == 401
     assert "api key" in r.json()["error"].lower()
+
+
+def _lenient_requests(c: httpx.Client, b: TrainedBundles, query: str
+                      ) -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+    """An RGB image and a 64x64 one to the 8x8 grey model, a row with an extra column."""
+    rgb = np.repeat(b.digit_images[0][:, :, None], 3, axis=2)
+    big = np.kron(b.digit_images[0], np.ones((8, 8), np.uint8))  # (64, 64)
+    return (c.post(DIGITS + query, content=png_bytes(rgb), headers=AUTH | {
+                "Content-Type": "image/png"}),
+            c.post(DIGITS + query, content=png_bytes(big), headers=AUTH | {
+                "Content-Type": "image/png"}),
+            c.post(CANCER + query, json={"rows": [_row(b, colour="red")]}, headers=AUTH))
+
+
+def test_lenient_input_is_an_explicit_opt_in(server: Server, bundles: TrainedBundles,
+                                             tmp_path: Path) -> None:
+    """?resize=true / ?ignore_unknown_columns=true (or the settings) bring back the library's
+    lenient behaviour: the same scores as Scorer, which resizes, converts and ignores."""
+    from anomaly.inference import Scorer
+
+    rgb = np.repeat(bundles.digit_images[0][:, :, None], 3, axis=2)
+    big = np.kron(bundles.digit_images[0], np.ones((8, 8), np.uint8))
+    offline = Scorer(bundles.digits).score_images([png_bytes(rgb), png_bytes(big)]).scores
+    plain = Scorer(bundles.cancer).score_rows([bundles.cancer_rows[0]]).scores[0]
+    with server.client() as c:
+        opted = _lenient_requests(c, bundles, "?resize=true&ignore_unknown_columns=true")
+    assert [r.status_code for r in opted] == [200, 200, 200], [r.text for r in opted]
+    served = [r.json()["results"][0]["score"] for r in opted]
+    np.testing.assert_allclose(served, [*offline, plain], rtol=1e-5, atol=1e-4)
+
+    lenient = start_server(make_repo(bundles, tmp_path / "models"), tmp_path, "--api-key",
+                           API_KEY, "--no-access-log",
+                           env={"ANOMALY_RESIZE_IMAGES": "true",
+                                "ANOMALY_IGNORE_UNKNOWN_COLUMNS": "true"})
+    try:
+        with lenient.client() as c:
+            by_setting = _lenient_requests(c, bundles, "")
+            overridden = _lenient_requests(c, bundles, "?resize=false"
+                                           "&ignore_unknown_columns=false")
+    finally:
+        lenient.stop()
+    assert [r.status_code for r in by_setting] == [200, 200, 200]
+    assert [r.status_code for r in overridden] == [422, 422, 422]

@@ -117,7 +117,7 @@ def test_explain_image_heatmap(server: Server, bundles: TrainedBundles) -> None:
 
 
 def test_models_listing(server: Server, bundles: TrainedBundles) -> None:
-    with server.client() as c:
+    with server.client(headers=AUTH) as c:
         models = {m["name"]: m for m in c.get("/v1/models").json()["models"]}
     assert set(models) == {"cancer", "digits"}
     cancer = models["cancer"]["versions"][0]
@@ -141,7 +141,7 @@ def test_oip_v2_json_round_trip(server: Server, bundles: TrainedBundles) -> None
         assert c.get("/v2/health/live").status_code == 200
         assert c.get("/v2/health/ready").status_code == 200
         assert c.get("/v2/models/cancer/ready").status_code == 200
-        meta = c.get("/v2/models/cancer").json()
+        meta = c.get("/v2/models/cancer", headers=AUTH).json()
         assert meta["inputs"][0] == {"name": "x", "datatype": "FP32", "shape": [-1, 30]}
         assert {o["name"] for o in meta["outputs"]} >= {"score", "feature_scores",
                                                         "is_anomaly"}
@@ -169,7 +169,7 @@ def test_oip_v2_binary_tensors_and_per_row_seeds(server: Server,
     x = (bundles.digit_images[:3].reshape(3, 64) / 255.0).astype(np.float32)
     seeds = np.array([3, 4, 5], dtype=np.int64)
     header = json.dumps({
-        "inputs": [{"name": "x", "shape": [3, 1, 8, 8], "datatype": "FP32",
+        "inputs": [{"name": "x", "shape": [3, 64], "datatype": "FP32",
                     "parameters": {"binary_data_size": x.nbytes}},
                    {"name": "seed", "shape": [3], "datatype": "INT64",
                     "parameters": {"binary_data_size": seeds.nbytes}}],
@@ -204,7 +204,8 @@ def test_tritonclient_works_unchanged(server: Server, bundles: TrainedBundles) -
     try:
         assert client.is_server_live() and client.is_server_ready()
         assert client.is_model_ready("cancer")
-        assert client.get_model_metadata("cancer")["inputs"][0]["shape"] == [-1, 30]
+        assert client.get_model_metadata("cancer", headers=dict(AUTH))["inputs"][0][
+            "shape"] == [-1, 30]
         inp = httpclient.InferInput("x", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)  # binary by default
         result = client.infer("cancer", [inp], headers=dict(AUTH))  # it adds to the dict
