@@ -30,6 +30,12 @@ class BundleError(AnomalyError):
     exit_code = 3
 
 
+class TrainingError(AnomalyError):
+    """Training could not reach a usable model (it diverged even after the retries)."""
+
+    exit_code = 4
+
+
 class MissingExtraError(AnomalyError):
     """A feature needs an optional dependency that is not installed."""
 

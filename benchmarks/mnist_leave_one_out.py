@@ -40,8 +40,9 @@ from anomaly.inference import Scorer  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.likelihood import Likelihood  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
-from training.pipeline import image_config, split_indices, train_images  # noqa: E402
+from training.pipeline import image_config, train_images  # noqa: E402
 from training.reference import LocalReference  # noqa: E402
+from training.splits import plan_splits  # noqa: E402
 from training.vae import VAE, build_vae  # noqa: E402
 
 SCHEMA = ImageInput(height=28, width=28, channels=1)
@@ -96,7 +97,8 @@ def run_digit(digit: int, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
         normal = normal[np.random.default_rng(digit).permutation(len(normal))[: args.max_train]]
     labels = (test_y == digit).astype(np.int64)  # (10000,) 1 = anomaly
     # The pipeline's own split, reproduced for the baselines: same rows, same seed.
-    tr_idx, val_idx = split_indices(len(normal), config.holdout_fraction, config.seed)
+    plan = plan_splits(len(normal), config.holdout_fraction, config.target_fpr, config.seed)
+    tr_idx, val_idx = plan.train, plan.val
     x_tr, x_val = normal[tr_idx], normal[val_idx]
 
     t = time.perf_counter()

@@ -39,7 +39,8 @@ from mnist_leave_one_out import BENCH_SETTINGS, SCHEMA  # noqa: E402
 from anomaly.calibration.metrics import auroc  # noqa: E402
 from anomaly.inference import Scorer  # noqa: E402
 from training.mnist import load_mnist  # noqa: E402
-from training.pipeline import image_config, split_indices, train_images  # noqa: E402
+from training.pipeline import image_config, train_images  # noqa: E402
+from training.splits import plan_splits  # noqa: E402
 
 RING = {4: [(0, -1), (-1, 0), (-1, -1), (-1, 1)]}
 RING[8] = RING[4] + [(0, -2), (-2, 0), (-2, -1), (-2, 1)]
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             normal = normal[np.random.default_rng(digit).permutation(len(normal))
                             [: args.max_train]]
         labels = (test_y == digit).astype(np.int64)
-        x_tr = normal[split_indices(len(normal), config.holdout_fraction, config.seed)[0]]
+        x_tr = normal[plan_splits(len(normal), config.holdout_fraction, config.target_fpr,
+                                  config.seed).train]
         with tempfile.TemporaryDirectory() as tmp:
             report = train_images(normal.reshape(-1, 1, 28, 28), SCHEMA, tmp, "v", config)
             score = Scorer(report.path).score(test_x).scores.astype(np.float64)  # -log RP

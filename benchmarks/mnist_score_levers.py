@@ -50,7 +50,8 @@ from mnist_leave_one_out import (  # noqa: E402
 from anomaly.calibration.metrics import auroc  # noqa: E402
 from anomaly.inference import Scorer  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
-from training.pipeline import image_config, split_indices, train_images  # noqa: E402
+from training.pipeline import image_config, train_images  # noqa: E402
+from training.splits import plan_splits  # noqa: E402
 
 WEIGHTS = (0.5, 0.75)  # fixed reference weights, for comparison
 
@@ -62,7 +63,8 @@ def run_digit(digit: int, config: TrainConfig, data: Path, threads: int,
     train_x, train_y, test_x, test_y = _mnist(data)
     normal = train_x[train_y != digit]
     labels = (test_y == digit).astype(np.int64)
-    val_idx = split_indices(len(normal), config.holdout_fraction, config.seed)[1]
+    val_idx = plan_splits(len(normal), config.holdout_fraction, config.target_fpr,
+                          config.seed).cal
     out: dict[str, Any] = {"digit": digit}
     with tempfile.TemporaryDirectory() as tmp:
         report = train_images(normal.reshape(-1, 1, 28, 28), SCHEMA, tmp, "v", config)

@@ -47,7 +47,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from anomaly.metrics import auprc, auroc  # noqa: E402
+from anomaly.calibration import auprc, auroc  # noqa: E402
 
 TABLES = ("arrhythmia", "cardio", "glass", "lympho", "musk", "optdigits", "pendigits", "pima",
           "satellite", "thyroid", "wbc")
@@ -148,7 +148,7 @@ def ours_scores(x_train: np.ndarray, x_test: np.ndarray, seed: int, workdir: Pat
                 epochs: int | None = None) -> tuple[np.ndarray, float, dict[str, Any]]:
     """Train a bundle with the product defaults and score the test rows through it:
     (scores, threshold, facts about the run)."""
-    from anomaly.scorer import Scorer
+    from anomaly.inference import Scorer
     from training.pipeline import tabular_config, train_tabular
 
     settings: dict[str, Any] = {"seed": seed, "progress": False}

@@ -260,8 +260,7 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot parse the CSV body: {exc}") from exc
     if not ignore_unknown:
-        known = set(prep.column_names)
-        _check_unknown(prep, [n for n in names if n not in known])
+        _check_unknown(prep, [n for n in names if n not in prep.accepted_columns])
     if table.num_rows == 0:
         raise InputError("the CSV body has a header but no rows")
     missing = [c for c in prep.column_names if c not in names]

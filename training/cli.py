@@ -57,9 +57,10 @@ def _train(args: argparse.Namespace) -> int:
           f"{m.training.rows_train} rows in {time.perf_counter() - started:.1f}s: best epoch "
           f"{m.training.best_epoch}/{m.training.epochs}, validation ELBO "
           f"{m.training.val_elbo:.3f} nats")
-    print(f"threshold {t.value:.4f} for target FPR {t.target_fpr:g} (observed "
-          f"{t.fpr_estimate:.4f}, 95% CI {t.fpr_ci[0]:.4f}-{t.fpr_ci[1]:.4f} on "
-          f"{t.calibration_size} held-out normal rows)")
+    print(f"threshold {t.value:.4f} for target FPR {t.target_fpr:g}: expected FPR "
+          f"{t.expected_fpr:.4f}, 95% interval {t.fpr_ci[0]:.4f}-{t.fpr_ci[1]:.4f} "
+          f"({t.calibration_size} {'out-of-fold' if t.method == 'cross_fit' else 'held-out'} "
+          "normal scores)")
     print(f"bundle written to {report.path}")
     return 0
 

@@ -59,6 +59,13 @@ class TrainConfig:
     conv_channels: tuple[int, ...] = field(default=(32, 64), metadata=_flag(
         "conv channels of the two stride-2 layers, e.g. 32,64"))
     dense: int = field(default=256, metadata=_flag("conv nets: width of the dense layer"))
+    encoder_clip: float | None = field(default=10.0, metadata=_flag(
+        "tables: the encoder reads standardised values clipped to [-C, C] (the likelihood "
+        "still scores the real value), so one extreme value cannot overflow it", metavar="C"))
+    score_kl: bool = field(default=True, metadata=_flag(
+        "tables: add KL(q(z|x) || p(z)) to the score (the free_energy score kind)"))
+    grad_clip: float = field(default=5.0, metadata=_flag(
+        "largest gradient norm per step (0: no clipping)"))
     #: "local": score images by the likelihood ratio against a local-smoothness reference
     #: (:mod:`training.reference`); "none": plain reconstruction probability.
     reference: Literal["none", "local"] = field(default="none", metadata=_flag(
@@ -76,6 +83,9 @@ class TrainConfig:
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.var_floor >= 0, f"var_floor must be >= 0, got {self.var_floor}"),
             (self.beta >= 0, f"beta must be >= 0, got {self.beta}"),
+            (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
+            (self.encoder_clip is None or self.encoder_clip > 0,
+             f"encoder_clip must be positive, got {self.encoder_clip}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.kl_warmup_epochs >= 0,
              f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}"),

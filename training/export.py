@@ -21,11 +21,12 @@ INPUT_NAMES = ["x", "eps"]
 OUTPUT_NAMES = ["score", "feature_scores", "reconstruction"]
 
 
-def export_onnx(vae: VAE, reference: nn.Module | None = None) -> bytes:
+def export_onnx(vae: VAE, reference: nn.Module | None = None, kl: bool = False) -> bytes:
     """Serialised ONNX model of :class:`ReconstructionProbability` for this VAE (on CPU), with
-    the reference likelihood inside the graph when one is given."""
+    the reference likelihood inside the graph when one is given, and the KL term in the
+    score with ``kl``."""
     ref = copy.deepcopy(reference).cpu().eval() if reference is not None else None
-    graph = ReconstructionProbability(copy.deepcopy(vae).cpu().eval(), ref)
+    graph = ReconstructionProbability(copy.deepcopy(vae).cpu().eval(), ref, kl=kl)
     x = torch.zeros(3, vae.input_dim)
     eps = torch.zeros(5, 3, vae.latent_dim)
     batch, samples = torch.export.Dim("B"), torch.export.Dim("L")

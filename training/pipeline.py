@@ -24,7 +24,9 @@ from anomaly.bundle import (
     InputSchema,
     Manifest,
     ModelInfo,
+    ScoreKind,
     TabularInput,
+    ThresholdInfo,
     TrainingSummary,
     load_bundle,
     write_bundle,
@@ -36,13 +38,12 @@ from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import TabularPreprocessor
 from training.export import export_onnx
 from training.likelihood import Likelihood
-from training.reference import fit_local_reference
+from training.reference import LocalReference, fit_local_reference
+from training.splits import SplitPlan, fixed_epochs, plan_splits
 from training.tabular import infer_schema, likelihood_blocks
 from training.trainer import FitResult, TrainConfig, fit
 from training.vae import build_vae
 
-#: Fewer held-out normal rows than this and the calibrated threshold is mostly noise.
-MIN_HOLDOUT = 20
 #: Fewer calibration scores above the threshold than this and training warns.
 MIN_TAIL = 10
 
@@ -54,19 +55,7 @@ class TrainReport:
     path: Path
     manifest: Manifest
     fit: FitResult
-    calibration_scores: np.ndarray  # (N_holdout,) sorted
-
-
-def split_indices(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, holdout) index split of n rows."""
-    if not 0 < holdout_fraction < 1:
-        raise InputError(f"holdout fraction must be in (0, 1), got {holdout_fraction}")
-    n_hold = max(round(n * holdout_fraction), 1)
-    if n - n_hold < 2 or n_hold < MIN_HOLDOUT:
-        raise InputError(f"only {n} normal rows: need at least {MIN_HOLDOUT} held out for "
-                         "calibration plus some to train on; give more data")
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_hold:]), np.sort(perm[:n_hold])
+    calibration_scores: np.ndarray  # (N_calibration,) sorted
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -123,15 +112,16 @@ def train_tabular(columns: Mapping[str, np.ndarray], out: str | os.PathLike[str]
     """Train a tabular bundle on normal rows given as {column: values}."""
     config = config or TrainConfig()
     n = len(next(iter(columns.values())))
-    train_idx, hold_idx = split_indices(n, config.holdout_fraction, config.seed)
-    train_cols = {k: np.asarray(v)[train_idx] for k, v in columns.items()}
-    hold_cols = {k: np.asarray(v)[hold_idx] for k, v in columns.items()}
-    schema = infer_schema(train_cols, categorical, exclude)
+    plan = plan_splits(n, config.holdout_fraction, config.target_fpr, config.seed)
+    # the schema (scaling, categories, dropped columns) is learnt from the rows the shipped
+    # model is fitted on, never from calibration rows
+    fitted = np.union1d(plan.train, plan.val)
+    schema = infer_schema({k: np.asarray(v)[fitted] for k, v in columns.items()},
+                          categorical, exclude)
     prep = TabularPreprocessor(schema)
-    x_train = prep.transform(train_cols).x
-    x_hold = prep.transform(hold_cols).x
+    x = prep.transform({k: np.asarray(v) for k, v in columns.items()}).x  # (n, D)
     likelihood = Likelihood(likelihood_blocks(schema, prep.blocks), config.var_floor)
-    return _train(x_train, x_hold, likelihood, schema, prep.feature_names, out, name, config)
+    return _train(x, plan, likelihood, schema, prep.feature_names, out, name, config)
 
 
 def train_images(images: np.ndarray, schema: ImageInput, out: str | os.PathLike[str], name: str,
@@ -144,65 +134,94 @@ def train_images(images: np.ndarray, schema: ImageInput, out: str | os.PathLike[
     x = images.reshape(images.shape[0], -1).astype(np.float32)
     if x.min() < 0 or x.max() > 1:
         raise InputError("image values must be scaled to [0, 1]")
-    train_idx, hold_idx = split_indices(x.shape[0], config.holdout_fraction, config.seed)
+    plan = plan_splits(x.shape[0], config.holdout_fraction, config.target_fpr, config.seed)
     kind = config.likelihood or "bernoulli"
     likelihood = Likelihood.uniform(kind, x.shape[1], config.var_floor)
     names = [f"c{ch}_y{yy}_x{xx}" for ch in range(c) for yy in range(h) for xx in range(w)]
-    return _train(x[train_idx], x[hold_idx], likelihood, schema, names, out, name, config)
+    return _train(x, plan, likelihood, schema, names, out, name, config)
 
 
-def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
-           schema: InputSchema, feature_names: list[str], out: str | os.PathLike[str],
-           name: str, config: TrainConfig) -> TrainReport:
-    started = time.perf_counter()
-    image_shape = ((schema.channels, schema.height, schema.width)
-                   if isinstance(schema, ImageInput) else None)
+@dataclass
+class _Fitted:
+    """One fitted model, exported: its result, its graph's bytes and its reference."""
+
+    result: FitResult
+    onnx: bytes
+    reference: LocalReference | None
+
+
+def _fit_one(x_fit: np.ndarray, x_val: np.ndarray, likelihood: Likelihood,
+             image_shape: tuple[int, int, int] | None, tabular: bool,
+             config: TrainConfig) -> _Fitted:
     torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
-    vae = build_vae(x_train.shape[1], likelihood, config.architecture, config.latent_dim,
+    vae = build_vae(x_fit.shape[1], likelihood, config.architecture, config.latent_dim,
                     tuple(config.hidden), image_shape, tuple(config.conv_channels),  # type: ignore[arg-type]
-                    config.dense)
+                    config.dense, encoder_clip=config.encoder_clip if tabular else None)
     reference = None
     if config.reference == "local":
         if image_shape is None or likelihood.kind != "gaussian":
             raise InputError("the local reference is for images with a Gaussian decoder: pass "
                              "--likelihood gaussian, or --reference none")
-        reference = fit_local_reference(x_train, image_shape, likelihood.var_floor)
-    elif config.reference != "none":
-        raise InputError(f"unknown reference {config.reference!r}: use 'local' or 'none'")
-    result = fit(vae, x_train, x_hold, config)
-    onnx_bytes = export_onnx(result.model, reference)
+        reference = fit_local_reference(x_fit, image_shape, likelihood.var_floor)
+    result = fit(vae, x_fit, x_val, config)
+    return _Fitted(result, export_onnx(result.model, reference, kl=tabular and config.score_kl),
+                   reference)
 
-    graph = Graph(onnx_bytes, config.latent_dim, providers=["CPUExecutionProvider"])
-    calibration = np.sort(graph.run(x_hold, DEFAULT_SEED, config.mc_samples)[0]
-                          .astype(np.float64))
-    threshold = calibrate(calibration, config.target_fpr, np.random.default_rng(config.seed),
-                          seed=DEFAULT_SEED)
-    tail = int(calibration.size * config.target_fpr)
-    if tail < MIN_TAIL:
-        log.warning(
-            "only %d held-out normal scores lie above the threshold for target FPR %g: the "
-            "threshold and its FPR interval %s are rough; give more normal data, a larger "
-            "--holdout or a larger --target-fpr", tail, config.target_fpr,
-            tuple(round(v, 4) for v in threshold.fpr_ci))
+
+def _scores(fitted: _Fitted, x: np.ndarray, config: TrainConfig) -> np.ndarray:
+    graph = Graph(fitted.onnx, config.latent_dim, providers=["CPUExecutionProvider"])
+    return graph.run(x, DEFAULT_SEED, config.mc_samples)[0].astype(np.float64)
+
+
+def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: InputSchema,
+           feature_names: list[str], out: str | os.PathLike[str], name: str,
+           config: TrainConfig) -> TrainReport:
+    started = time.perf_counter()
+    image_shape = ((schema.channels, schema.height, schema.width)
+                   if isinstance(schema, ImageInput) else None)
+    tabular = image_shape is None
+    if plan.method == "holdout":
+        final = _fit_one(x[plan.train], x[plan.val], likelihood, image_shape, tabular, config)
+        calibration = _scores(final, x[plan.cal], config)
+    else:
+        epochs = fixed_epochs(plan.n, config.batch_size, config.epochs)
+        fixed = dataclasses.replace(config, epochs=epochs, patience=epochs + 1)
+        log.info("%d normal rows: cross-fitted calibration over %d folds, every model trained "
+                 "for %d epochs", plan.n, len(plan.folds), epochs)
+        calibration = np.empty(plan.n, dtype=np.float64)
+        for k, (fit_rows, out_rows) in enumerate(plan.folds):
+            # the fold's own rows stand in for validation: no out-of-fold row may select weights
+            fold = _fit_one(x[fit_rows], x[fit_rows], likelihood, image_shape, tabular,
+                            dataclasses.replace(fixed, seed=config.seed + 1 + k))
+            calibration[out_rows] = _scores(fold, x[out_rows], config)
+        final = _fit_one(x, x, likelihood, image_shape, tabular, fixed)
+    calibration = np.sort(calibration)
+    threshold = calibrate(calibration, config.target_fpr, seed=DEFAULT_SEED,
+                          method=plan.method)
+    _warn_about(threshold)
+    result = final.result
+    reference = final.reference
     summary = TrainingSummary(
-        rows_train=int(x_train.shape[0]), rows_holdout=int(x_hold.shape[0]),
+        rows_train=int(plan.train.size), rows_holdout=int(calibration.size),
         epochs=result.epochs_run, best_epoch=result.best_epoch,
-        val_elbo=float(result.best_val_elbo), data_fingerprint=fingerprint(x_train, x_hold),
+        val_elbo=float(result.best_val_elbo), data_fingerprint=fingerprint(x),
         seed=config.seed, duration_s=round(time.perf_counter() - started, 3),
         device=result.device, versions=_versions(), history=result.history)
-    model_config = {**vae.config, **{k: v for k, v in dataclasses.asdict(config).items()
-                                     if k in ("beta", "epochs", "batch_size", "lr",
-                                              "kl_warmup_epochs", "patience")},
+    model_config = {**result.model.config,
+                    **{k: v for k, v in dataclasses.asdict(config).items()
+                       if k in ("beta", "epochs", "batch_size", "lr", "kl_warmup_epochs",
+                                "patience", "grad_clip")},
+                    "calibration": plan.method, "folds": len(plan.folds),
                     "reference": reference.describe() if reference is not None else None}
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, name=name,
         kind="tabular" if isinstance(schema, TabularInput) else "image",
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         input=schema,
-        model=ModelInfo(score="likelihood_ratio" if reference is not None
-                        else "reconstruction_probability", likelihood=likelihood.kind,
+        model=ModelInfo(score=_score_kind(reference is not None, tabular and config.score_kl),
+                        likelihood=likelihood.kind,
                         architecture=config.architecture,
-                        input_dim=int(x_train.shape[1]), latent_dim=config.latent_dim,
+                        input_dim=int(x.shape[1]), latent_dim=config.latent_dim,
                         mc_samples=config.mc_samples, feature_names=feature_names,
                         config=model_config),
         threshold=threshold, training=summary,
@@ -211,5 +230,27 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
         "training_curve.png": plots.training_curve(result.history, result.best_epoch),
         "calibration_histogram.png": plots.score_histogram(calibration, threshold.value),
     }
-    path = write_bundle(out, manifest, onnx_bytes, calibration, figures)
+    path = write_bundle(out, manifest, final.onnx, calibration, figures)
     return TrainReport(path, load_bundle(path).manifest, result, calibration)
+
+
+def _score_kind(reference: bool, kl: bool) -> ScoreKind:
+    if reference:
+        return "likelihood_ratio"
+    return "free_energy" if kl else "reconstruction_probability"
+
+
+def _warn_about(threshold: ThresholdInfo) -> None:
+    """Say when the calibration cannot keep the promise asked of it."""
+    n, target = threshold.calibration_size, threshold.target_fpr
+    if threshold.min_supported_fpr is not None and threshold.min_supported_fpr > target:
+        log.warning(
+            "%d calibration scores cannot support a target FPR of %g: the smallest they "
+            "support is %.4f (1/(n+1)), so the threshold is the largest calibration score and "
+            "its expected FPR is %.4f; give more normal data or a larger --target-fpr",
+            n, target, threshold.min_supported_fpr, threshold.expected_fpr)
+    elif n * target < MIN_TAIL:
+        log.warning(
+            "only %d calibration scores lie above the threshold for target FPR %g: its FPR "
+            "interval %s is wide; give more normal data or a larger --target-fpr",
+            round(n * target), target, tuple(round(v, 4) for v in threshold.fpr_ci))

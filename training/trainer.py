@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -11,9 +12,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from anomaly.errors import TrainingError
 from anomaly.progress import bar_options
 from training.config import TrainConfig
 from training.vae import VAE
+
+#: Restarts at a 4x smaller learning rate before a diverging run is given up.
+MAX_RESTARTS = 3
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,6 +32,7 @@ class FitResult:
     device: str
     duration_s: float
     history: list[dict[str, float]] = field(default_factory=list)
+    restarts: int = 0  # divergences survived by restoring the best weights at a lower lr
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,9 +76,11 @@ def fit(model: VAE, x_train: np.ndarray, x_val: np.ndarray, config: TrainConfig)
     model.to(device)
     xt = torch.as_tensor(x_train, dtype=torch.float32, device=device)
     xv = torch.as_tensor(x_val, dtype=torch.float32, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    lr = config.lr
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=config.weight_decay)
     best_state = copy.deepcopy(model.state_dict())
     best_elbo, best_epoch, history = -math.inf, 0, []
+    restarts = 0
     n = xt.shape[0]
     bar = tqdm(range(config.epochs), desc="training", unit="epoch", disable=not config.progress,
                leave=False, **bar_options())
@@ -86,16 +96,31 @@ def fit(model: VAE, x_train: np.ndarray, x_val: np.ndarray, config: TrainConfig)
             loss = model.elbo(xb, eps).loss(beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             loss_sum += loss.item() * xb.shape[0]
         val_elbo, val_rec, val_kl = evaluate_elbo(
             model, xv, torch.Generator().manual_seed(val_gen_seed))
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / n, "val_elbo": val_elbo,
                         "val_rec": val_rec, "val_kl": val_kl, "beta": beta})
-        if not math.isfinite(val_elbo):
-            raise FloatingPointError(
-                f"validation ELBO became {val_elbo} at epoch {epoch + 1}; lower --lr or raise "
-                "--var-floor")
+        if not (math.isfinite(val_elbo) and math.isfinite(loss_sum)):
+            # diverged: back to the best weights so far with a smaller step, a few times
+            restarts += 1
+            if restarts > MAX_RESTARTS:
+                raise TrainingError(
+                    f"training diverged (ELBO {val_elbo}) at epoch {epoch + 1}, also after "
+                    f"{MAX_RESTARTS} restarts at a 4x smaller learning rate each; try "
+                    "--lr 1e-4, a larger --var-floor, or --exclude the column with extreme "
+                    "values")
+            lr /= 4
+            log.warning("training diverged at epoch %d; restarting from the best weights "
+                        "so far with learning rate %g", epoch + 1, lr)
+            model.load_state_dict(best_state)
+            opt = torch.optim.Adam(model.parameters(), lr=lr,
+                                   weight_decay=config.weight_decay)
+            history.pop()
+            continue
         # Only compare once the KL weight is at full strength: earlier ELBOs are not the
         # objective the user asked for.
         if epoch + 1 >= config.kl_warmup_epochs and val_elbo > best_elbo:
@@ -112,4 +137,4 @@ def fit(model: VAE, x_train: np.ndarray, x_val: np.ndarray, config: TrainConfig)
     model.load_state_dict(best_state)
     model.eval()
     return FitResult(model, best_epoch, best_elbo, epoch + 1, str(device),
-                     time.perf_counter() - started, history)
+                     time.perf_counter() - started, history, restarts)

@@ -41,6 +41,14 @@ class VAE(nn.Module):
     def input_dim(self) -> int:
         return self.likelihood.input_dim
 
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, D) -> mu, logvar (B, d_z). With ``config["encoder_clip"]`` = c the encoder
+        reads x clipped to [-c, c] (the likelihood still scores the real x): one extreme value
+        in a standardised table column (z of 2,000 on the ODDS-like count tables) would
+        otherwise overflow the encoder's log-variance to inf."""
+        clip = self.config.get("encoder_clip")
+        return self.encoder(x if clip is None else x.clamp(-clip, clip))
+
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z (..., N, d_z) -> loc, scale_raw (..., N, D)."""
         lead = z.shape[:-1]
@@ -49,18 +57,22 @@ class VAE(nn.Module):
 
     def elbo(self, x: torch.Tensor, eps: torch.Tensor) -> ELBOTerms:
         """Single-sample ELBO with closed-form KL; ``eps`` (B, d_z) is the caller's noise."""
-        mu, logvar = self.encoder(x)  # (B, d_z) each
+        mu, logvar = self.encode(x)  # (B, d_z) each
         z = mu + torch.exp(0.5 * logvar) * eps  # (B, d_z)
         loc, scale_raw = self.decode(z)  # (B, D)
         rec = self.likelihood.log_prob(x, loc, scale_raw).sum(-1)  # (B,)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)  # (B,)
-        return ELBOTerms(rec, kl)
+        return ELBOTerms(rec, kl_divergence(mu, logvar))
 
     def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor:
         """Squared error of the decoder mean at z = mu(x), (B,): the baseline score."""
-        mu, _ = self.encoder(x)
+        mu, _ = self.encode(x)
         loc, scale_raw = self.decode(mu)
         return (self.likelihood.mean(loc, scale_raw) - x).pow(2).sum(-1)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) in closed form, (B, d_z) -> (B,) nats."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
 
 
 class ReconstructionProbability(nn.Module):
@@ -73,16 +85,19 @@ class ReconstructionProbability(nn.Module):
     With a ``reference`` (a module x (B, D) -> log p_ref per feature (B, D), see
     :mod:`training.reference`) both scores become negative log likelihood ratios:
     ``-log RP(x) + log p_ref(x)``, and ``-log RP_j(x) + log p_ref(x_j)`` per feature.
+    With ``kl`` the score adds KL(q(z|x) || p(z)), how atypical x's code is (the
+    ``free_energy`` score kind); per-feature scores are unchanged.
     """
 
-    def __init__(self, vae: VAE, reference: nn.Module | None = None) -> None:
+    def __init__(self, vae: VAE, reference: nn.Module | None = None, kl: bool = False) -> None:
         super().__init__()
         self.vae = vae
         self.reference = reference
+        self.kl = kl
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.vae.encoder(x)  # (B, d_z)
+        mu, logvar = self.vae.encode(x)  # (B, d_z)
         z = mu + torch.exp(0.5 * logvar) * eps  # (L, B, d_z)
         loc, scale_raw = self.vae.decode(z)  # (L, B, D)
         ll = self.vae.likelihood.log_prob(x, loc, scale_raw)  # (L, B, D)
@@ -91,6 +106,8 @@ class ReconstructionProbability(nn.Module):
         score = log_l - torch.logsumexp(ll.sum(-1), dim=0)  # (B,)
         feature_scores = log_l - torch.logsumexp(ll, dim=0)  # (B, D)
         reconstruction = self.vae.likelihood.mean(loc, scale_raw).mean(0)  # (B, D)
+        if self.kl:
+            score = score + kl_divergence(mu, logvar)
         if self.reference is not None:
             ref = self.reference(x)  # (B, D) log p_ref per feature
             score = score + ref.sum(-1)
@@ -101,9 +118,11 @@ class ReconstructionProbability(nn.Module):
 def build_vae(input_dim: int, likelihood: Likelihood, architecture: str, latent_dim: int,
               hidden: tuple[int, ...] = (128, 64),
               image_shape: tuple[int, int, int] | None = None,
-              conv_channels: tuple[int, int] = (32, 64), dense: int = 256) -> VAE:
+              conv_channels: tuple[int, int] = (32, 64), dense: int = 256,
+              encoder_clip: float | None = None) -> VAE:
     """A VAE with the named architecture ("mlp" or "conv"; conv needs ``image_shape``)."""
-    config: dict[str, Any] = {"latent_dim": latent_dim, "var_floor": likelihood.var_floor}
+    config: dict[str, Any] = {"latent_dim": latent_dim, "var_floor": likelihood.var_floor,
+                              "encoder_clip": encoder_clip}
     heads = 2 if likelihood.needs_scale else 1
     if architecture == "mlp":
         enc: nn.Module = MLPEncoder(input_dim, hidden, latent_dim)

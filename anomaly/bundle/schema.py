@@ -24,7 +24,9 @@ class _Model(BaseModel):
 
 
 class NumericColumn(_Model):
-    """A real-valued column, standardised as (value - mean) / std before scoring."""
+    """A real-valued column, standardised as (value - mean) / std before scoring. ``mean`` and
+    ``std`` are the centre and scale training chose (since schema v2 by default the median
+    and the interquartile range / 1.349, robust to extreme rows; see training/tabular.py)."""
 
     name: str
     type: Literal["numeric"] = "numeric"
@@ -44,8 +46,13 @@ Column = Annotated[NumericColumn | CategoricalColumn, Field(discriminator="type"
 
 
 class TabularInput(_Model):
+    """``columns`` are what the model reads, in order; ``ignored`` the columns of the training
+    data it does not read (excluded, constant, or a copy of another), which scoring input may
+    still carry."""
+
     kind: Literal["tabular"] = "tabular"
     columns: list[Column] = Field(min_length=1)
+    ignored: list[str] = Field(default_factory=list)
 
 
 class ImageInput(_Model):
@@ -65,8 +72,10 @@ InputSchema = Annotated[TabularInput | ImageInput, Field(discriminator="kind")]
 #: What a bundle's score is, in nats (higher = more anomalous):
 #: ``reconstruction_probability``: -log RP(x), An & Cho's score;
 #: ``likelihood_ratio``: -log RP(x) + log p_ref(x), against a local-smoothness reference
-#: fitted on the normal training images (see ``training/reference.py``).
-ScoreKind = Literal["reconstruction_probability", "likelihood_ratio"]
+#: fitted on the normal training images (see ``training/reference.py``);
+#: ``free_energy``: -log RP(x) + KL(q(z|x) || p(z)), the reconstruction probability plus how
+#: atypical x's latent code is (the tabular default).
+ScoreKind = Literal["reconstruction_probability", "likelihood_ratio", "free_energy"]
 
 
 class ModelInfo(_Model):
@@ -89,11 +98,17 @@ class ThresholdPoint(_Model):
 
 
 class ThresholdInfo(_Model):
-    """The anomaly threshold calibrated on held-out normal data.
+    """The anomaly threshold calibrated on held-out normal data (see
+    :mod:`anomaly.calibration.threshold` for the order-statistic argument).
 
-    ``value`` is the (1 - target_fpr) quantile of the calibration scores; ``fpr_estimate`` is
-    the share of calibration scores above it, and ``fpr_ci`` a bootstrap interval of the FPR
-    the threshold gives on new normal data (threshold selection included).
+    ``value`` is the calibration score of rank ``rank`` (ascending), chosen so that the
+    expected FPR on new normal data, ``expected_fpr``, is at most ``target_fpr`` (when the
+    data can support it: ``min_supported_fpr`` is the smallest it can). ``fpr_ci`` is an exact
+    ``confidence`` interval of the FPR it gives (the Beta distribution of the order statistic;
+    bundles written before that hold a bootstrap interval and no rank). ``fpr_estimate`` is
+    the share of calibration scores above it. ``method``: how the calibration scores were
+    obtained (``holdout``: rows no model was fitted or selected on; ``cross_fit``: out-of-fold
+    scores).
     """
 
     target_fpr: float = Field(gt=0, lt=1)
@@ -104,6 +119,10 @@ class ThresholdInfo(_Model):
     table: list[ThresholdPoint]
     calibration_size: int
     calibration_seed: int
+    rank: int | None = None
+    expected_fpr: float | None = None
+    min_supported_fpr: float | None = None
+    method: str = "holdout"
 
 
 class TrainingSummary(_Model):

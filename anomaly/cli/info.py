@@ -12,6 +12,8 @@ SCORE_TEXT = {
     "reconstruction_probability": "-log reconstruction probability (nats)",
     "likelihood_ratio": "-log reconstruction probability + log p_ref(x), the likelihood "
                         "ratio against a local-smoothness reference (nats)",
+    "free_energy": "-log reconstruction probability + KL(q(z|x) || p(z)), the latent code's "
+                   "atypicality added (nats)",
 }
 
 
@@ -37,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"input       images {m.input.channels}x{m.input.height}x{m.input.width}, "
                      f"pixels / {m.input.scale:g}")
     lines += [
-        f"threshold   {t.value:.4f} for target FPR {t.target_fpr:g} "
-        f"(observed {t.fpr_estimate:.4f}, {t.confidence:.0%} CI {t.fpr_ci[0]:.4f}-"
-        f"{t.fpr_ci[1]:.4f}, {t.calibration_size} calibration scores)",
+        f"threshold   {t.value:.4f} for target FPR {t.target_fpr:g} ("
+        + (f"expected {t.expected_fpr:.4f}, " if t.expected_fpr is not None else "")
+        + f"{t.confidence:.0%} interval {t.fpr_ci[0]:.4f}-{t.fpr_ci[1]:.4f}, "
+        f"{t.calibration_size} {t.method} calibration scores)",
         "            " + "  ".join(f"FPR {p.fpr:g}: {p.threshold:.3f}" for p in t.table),
         f"training    {m.training.rows_train} rows, {m.training.epochs} epochs (best "
         f"{m.training.best_epoch}), val ELBO {m.training.val_elbo:.3f} nats, "

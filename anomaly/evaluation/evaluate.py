@@ -24,7 +24,7 @@ from anomaly.batch import ScoreOptions, ScoreSummary, score_path
 from anomaly.batch.sink import LABEL_COL
 from anomaly.bundle import Bundle, load_bundle
 from anomaly.calibration import metrics
-from anomaly.calibration.threshold import f1_optimal_threshold
+from anomaly.calibration.threshold import f1_optimal_threshold, observed_fpr_interval, rank_of
 from anomaly.errors import InputError
 
 #: First-level subfolders of an image folder whose images are normal (label 0).
@@ -47,11 +47,14 @@ class EvaluationReport:
     out_dir: Path
     rejected: int = 0
     rejects: Path | None = None
+    #: where the FPR measured on these normal rows should fall (95%), from the calibration
+    fpr_expected: tuple[float, float] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"model": self.name, "n_normal": self.n_normal, "n_anomalous": self.n_anomalous,
                 "rejected": self.rejected, "auroc": self.auroc, "auprc": self.auprc,
                 "target_fpr": self.target_fpr,
+                "fpr_expected_95": list(self.fpr_expected) if self.fpr_expected else None,
                 "at_calibrated_threshold": self.at_calibrated.as_dict(),
                 "f1_optimal_threshold": self.f1_optimal.as_dict()}
 
@@ -61,7 +64,9 @@ class EvaluationReport:
             f"{self.name}: {self.n_normal} normal, {self.n_anomalous} anomalous",
             f"AUROC {self.auroc:.4f}   AUPRC {self.auprc:.4f}",
             f"calibrated threshold {c.threshold:.3f} (target FPR {self.target_fpr:g}): "
-            f"precision {c.precision:.3f} recall {c.recall:.3f} F1 {c.f1:.3f} FPR {c.fpr:.4f}",
+            f"precision {c.precision:.3f} recall {c.recall:.3f} F1 {c.f1:.3f} FPR {c.fpr:.4f}"
+            + (f" (95% expected on {self.n_normal} normal rows: {self.fpr_expected[0]:.4f}-"
+               f"{self.fpr_expected[1]:.4f})" if self.fpr_expected else ""),
             f"F1-optimal threshold {f.threshold:.3f}: precision {f.precision:.3f} "
             f"recall {f.recall:.3f} F1 {f.f1:.3f} FPR {f.fpr:.4f}",
         ]
@@ -90,7 +95,8 @@ def evaluate_scores(bundle: Bundle, scores: np.ndarray, labels: np.ndarray,
         at_calibrated=calibrated, f1_optimal=metrics.at_threshold(scores, y, best.threshold),
         target_fpr=bundle.manifest.threshold.target_fpr, out_dir=Path(out_dir),
         rejected=summary.rejected if summary else 0,
-        rejects=summary.rejects if summary else None)
+        rejects=summary.rejects if summary else None,
+        fpr_expected=_expected_fpr(bundle, int((~y).sum())))
     report.out_dir.mkdir(parents=True, exist_ok=True)
     fpr, tpr = metrics.roc_curve(scores, y)
     atomic_write(report.out_dir / "roc.png",
@@ -131,6 +137,15 @@ def evaluate_path(bundle: str | os.PathLike[str], source: str | os.PathLike[str]
         assert label_column is not None
         labels = _labels(table, label_column)
     return evaluate_scores(loaded, scores, labels, out, summary)
+
+
+def _expected_fpr(bundle: Bundle, m: int) -> tuple[float, float]:
+    """The 95% interval the FPR measured on m normal rows falls in, if the threshold keeps
+    its promise (:func:`anomaly.calibration.threshold.observed_fpr_interval`)."""
+    cal = bundle.calibration_scores
+    info = bundle.manifest.threshold
+    rank = info.rank or rank_of(cal, info.value)
+    return observed_fpr_interval(cal.size, rank, m)
 
 
 def _folder_label(relpath: str) -> bool:

@@ -196,7 +196,7 @@ class TabularPreprocessor:
         """Keys of row dicts that are not columns of the schema, in first-seen order. The
         encoders ignore them; a strict caller rejects them, as they usually mean the rows were
         made for another model or another version of its schema."""
-        known = self._column_set
+        known = self.accepted_columns
         extra: dict[str, None] = {}
         for row in rows:
             if isinstance(row, Mapping) and not known.issuperset(row):
@@ -217,8 +217,10 @@ class TabularPreprocessor:
                                          "number")
 
     @functools.cached_property
-    def _column_set(self) -> frozenset[str]:
-        return frozenset(self.column_names)
+    def accepted_columns(self) -> frozenset[str]:
+        """The columns a row may carry: those read, and those of the training data the model
+        leaves out on purpose (excluded, constant, duplicated)."""
+        return frozenset([*self.column_names, *self.schema.ignored])
 
     def _encode_rows_fast(self, rows: Sequence[Any]) -> np.ndarray:
         if not rows:

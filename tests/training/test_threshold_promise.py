@@ -1,0 +1,35 @@
+"""The threshold keeps the FPR it promises on fresh normal rows: over 20 seeded splits the
+mean test FPR is within 20% of the target, and the measured FPR lies inside the interval the
+product predicts for that many rows in at least 90% of them (benchmarks/fpr_coverage.py does
+the same on real tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from anomaly.calibration.threshold import observed_fpr_interval
+from anomaly.inference import Scorer
+from tests.conftest import make_tabular
+from training import tabular_config, train_tabular
+
+
+def test_mean_test_fpr_and_coverage_over_splits(tmp_path: Path) -> None:
+    rows = make_tabular(1500, seed=21)
+    rows.pop("is_anomaly")
+    fprs, inside = [], 0
+    for seed in range(20):
+        perm = np.random.default_rng(seed).permutation(1500)
+        train = {k: v[perm[:900]] for k, v in rows.items()}
+        test = {k: v[perm[900:]] for k, v in rows.items()}
+        report = train_tabular(train, tmp_path / f"b{seed}", "p", tabular_config(
+            target_fpr=0.05, epochs=4, kl_warmup_epochs=1, seed=seed, progress=False))
+        t = report.manifest.threshold
+        assert t.method == "holdout" and t.rank is not None
+        fpr = float(np.mean(Scorer(report.path).score_rows(test).scores > t.value))
+        lo, hi = observed_fpr_interval(t.calibration_size, t.rank, 600)
+        fprs.append(fpr)
+        inside += lo <= fpr <= hi
+    assert abs(np.mean(fprs) - 0.05) <= 0.2 * 0.05, np.mean(fprs)
+    assert inside >= 18, inside
