@@ -34,7 +34,7 @@ from anomaly.errors import InputError
 from anomaly.inference import Graph
 from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import TabularPreprocessor
-from training.export import export_onnx
+from training.export import export_graphs
 from training.likelihood import Likelihood
 from training.reference import fit_local_reference
 from training.tabular import infer_schema, likelihood_blocks
@@ -170,10 +170,11 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
     elif config.reference != "none":
         raise InputError(f"unknown reference {config.reference!r}: use 'local' or 'none'")
     result = fit(vae, x_train, x_hold, config)
-    onnx_bytes = export_onnx(result.model, reference)
+    graphs = export_graphs(result.model, reference)
 
-    graph = Graph(onnx_bytes, config.latent_dim, providers=["CPUExecutionProvider"])
-    calibration = np.sort(graph.run(x_hold, DEFAULT_SEED, config.mc_samples)[0]
+    graph = Graph(graphs.full, config.latent_dim, providers=["CPUExecutionProvider"],
+                  score_model=graphs.score)
+    calibration = np.sort(graph.score(x_hold, DEFAULT_SEED, config.mc_samples)
                           .astype(np.float64))
     threshold = calibrate(calibration, config.target_fpr, np.random.default_rng(config.seed),
                           seed=DEFAULT_SEED)
@@ -211,5 +212,6 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
         "training_curve.png": plots.training_curve(result.history, result.best_epoch),
         "calibration_histogram.png": plots.score_histogram(calibration, threshold.value),
     }
-    path = write_bundle(out, manifest, onnx_bytes, calibration, figures)
+    path = write_bundle(out, manifest, graphs.full, calibration, figures,
+                        score_onnx_bytes=graphs.score)
     return TrainReport(path, load_bundle(path).manifest, result, calibration)

@@ -125,11 +125,13 @@ def score_prepared(scorer: Scorer, prepared: pa.Table, settings: ScoreSettings) 
     values: dict[str, np.ndarray] = {}
     if pos.size:
         x = x_matrix(prepared)[pos]  # (B, D)
-        result = scorer.score(x, settings.seed, settings.mc_samples)
+        heat_dir = settings.heatmaps if layout.kind == "image" else None
+        result = scorer.score(x, settings.seed, settings.mc_samples,
+                              explain=layout.explain > 0 or heat_dir is not None)
         values = result_columns(scorer, result, layout.explain)
-        if settings.heatmaps and layout.kind == "image":
+        if heat_dir:
             paths = prepared.column(PATH_COL).take(pa.array(pos)).to_pylist()
-            write_heatmaps(scorer, result, x, paths, Path(settings.heatmaps))
+            write_heatmaps(scorer, result, x, paths, Path(heat_dir))
     arrays: list[Any] = [prepared.column(f.name) for f in layout.key_fields()]
     arrays += [prepared.column(f.name) for f in layout.carried_fields()]
     for field in layout.score_fields():

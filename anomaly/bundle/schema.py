@@ -121,8 +121,14 @@ class TrainingSummary(_Model):
 
 
 class BundleFiles(_Model):
+    """The bundle's files. ``model`` is the full graph (score, feature_scores,
+    reconstruction); ``score_model`` the same model's score-only graph, which plain scoring
+    runs (absent in bundles written before it existed: they score with ``model``)."""
+
     model: str = "model.onnx"
     model_sha256: str
+    score_model: str | None = None
+    score_model_sha256: str | None = None
     calibration: str = "calibration_scores.npy"
     plots: list[str] = Field(default_factory=list)
 

@@ -3,7 +3,7 @@
 
 from anomaly.inference.graph import Graph, choose_providers
 from anomaly.inference.noise import DEFAULT_SEED, latent_noise
-from anomaly.inference.scorer import Scorer, ScoreResult
+from anomaly.inference.scorer import Explanation, Scorer, ScoreResult
 
-__all__ = ["DEFAULT_SEED", "Graph", "ScoreResult", "Scorer", "choose_providers",
+__all__ = ["DEFAULT_SEED", "Explanation", "Graph", "ScoreResult", "Scorer", "choose_providers",
            "latent_noise"]

@@ -24,7 +24,7 @@ def _draws(seed: int, mc_samples: int, latent_dim: int) -> np.ndarray:
     return out  # (L, d_z)
 
 
-def latent_noise(seeds: int | Sequence[int], batch: int, mc_samples: int,
+def latent_noise(seeds: int | Sequence[int] | np.ndarray, batch: int, mc_samples: int,
                  latent_dim: int) -> np.ndarray:
     """``eps`` of shape (L, B, d_z) for ``batch`` samples with the given seed(s)."""
     if isinstance(seeds, int | np.integer):

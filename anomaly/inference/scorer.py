@@ -1,13 +1,14 @@
-"""Score with a bundle: preprocessing, one graph call (score, per-feature scores and the
-reconstruction), thresholds and p-values. No torch here; the scoring math lives in the
-exported graph (:mod:`anomaly.inference.graph`).
+"""Score with a bundle: preprocessing, the score-only graph, thresholds and p-values; the
+per-feature scores and the reconstruction (the full graph) only when asked for or read. No
+torch here; the scoring math lives in the exported graphs (:mod:`anomaly.inference.graph`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,23 +17,82 @@ from PIL import Image
 from anomaly.bundle import Bundle, ImageInput, Manifest, TabularInput, load_bundle
 from anomaly.calibration.threshold import p_values
 from anomaly.errors import InputError
-from anomaly.inference.graph import Graph
+from anomaly.inference.graph import Graph, seed_array
 from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import DEFAULT_MAX_PIXELS, ImagePreprocessor, TabularPreprocessor
+
+
+class Explanation:
+    """Per-feature scores and reconstruction of a batch, computed when first read.
+
+    Plain scoring runs the score-only graph; the full graph runs for these rows only when a
+    caller reads :attr:`ScoreResult.feature_scores` or :attr:`ScoreResult.reconstruction`.
+    The noise is a function of the seeds, so the values are the ones a single call of the
+    full graph gives (its ``score`` output is computed by the same nodes)."""
+
+    __slots__ = ("_arrays", "_graph", "_lock", "_mc_samples", "_seeds", "_x")
+
+    def __init__(self, graph: Graph | None, x: np.ndarray | None,
+                 seeds: int | np.ndarray, mc_samples: int,
+                 arrays: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self._graph, self._x, self._seeds, self._mc_samples = graph, x, seeds, mc_samples
+        self._arrays = arrays
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, feature_scores: np.ndarray, reconstruction: np.ndarray) -> Explanation:
+        """Already computed arrays, (B, D) each."""
+        return cls(None, None, 0, 0, (feature_scores, reconstruction))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(feature_scores (B, D), reconstruction (B, D)), computing them once."""
+        if self._arrays is None:
+            with self._lock:
+                if self._arrays is None:
+                    assert self._graph is not None and self._x is not None
+                    _, fs, rec = self._graph.explain(self._x, self._seeds, self._mc_samples)
+                    self._arrays = (fs, rec)
+                    self._x = None
+        return self._arrays
+
+    def rows(self, start: int, stop: int) -> Explanation:
+        """The explanation of rows start:stop (lazy if this one is not computed yet)."""
+        if self._arrays is not None:
+            fs, rec = self._arrays
+            return Explanation.of(fs[start:stop], rec[start:stop])
+        seeds = self._seeds if isinstance(self._seeds, int) else self._seeds[start:stop]
+        assert self._x is not None
+        return Explanation(self._graph, self._x[start:stop], seeds, self._mc_samples)
 
 
 @dataclass(frozen=True)
 class ScoreResult:
     """Scores for B samples. Scores are -log reconstruction probability in nats (higher =
-    more anomalous); ``feature_scores`` are the same per input feature (pixel, one-hot slot)."""
+    more anomalous); ``feature_scores`` are the same per input feature (pixel, one-hot slot),
+    computed by the full graph only when read (see :class:`Explanation`)."""
 
-    scores: np.ndarray  # (B,)
-    feature_scores: np.ndarray  # (B, D)
-    reconstruction: np.ndarray  # (B, D)
+    scores: np.ndarray  # (B,) float64
     p_values: np.ndarray  # (B,)
     is_anomaly: np.ndarray  # (B,) bool
     threshold: float
     mc_samples: int
+    explanation: Explanation = field(repr=False, compare=False)
+
+    @property
+    def feature_scores(self) -> np.ndarray:
+        """(B, D) per-feature scores in nats."""
+        return self.explanation.arrays()[0]
+
+    @property
+    def reconstruction(self) -> np.ndarray:
+        """(B, D) decoder mean averaged over the L draws."""
+        return self.explanation.arrays()[1]
+
+    def rows(self, start: int, stop: int) -> ScoreResult:
+        """Rows start:stop of this result (views, no copies; explanations stay lazy)."""
+        return ScoreResult(self.scores[start:stop], self.p_values[start:stop],
+                           self.is_anomaly[start:stop], self.threshold, self.mc_samples,
+                           self.explanation.rows(start, stop))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -51,7 +111,7 @@ class Scorer:
         if self.mc_samples < 1:
             raise InputError(f"mc_samples must be >= 1, got {self.mc_samples}")
         self.graph = Graph(self.bundle.model_path, manifest.model.latent_dim, providers,
-                           intra_op_threads)
+                           intra_op_threads, score_model=self.bundle.score_model_path)
         self.provider = self.graph.provider
         schema = manifest.input
         self.preprocessor: TabularPreprocessor | ImagePreprocessor
@@ -72,26 +132,37 @@ class Scorer:
         return self.bundle.threshold
 
     def score(self, x: np.ndarray, seeds: int | Sequence[int] = DEFAULT_SEED,
-              mc_samples: int | None = None) -> ScoreResult:
-        """Score preprocessed inputs ``x`` (B, D). ``seeds``: one for all rows or one per row."""
+              mc_samples: int | None = None, explain: bool = False) -> ScoreResult:
+        """Score preprocessed inputs ``x`` (B, D). ``seeds``: one for all rows or one per row.
+
+        ``explain``: compute feature scores and reconstruction in the same call (the full
+        graph); otherwise the score-only graph runs and they are computed when first read."""
+        given = x
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise InputError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise InputError("input contains NaN or infinite values")
-        L = mc_samples or self.mc_samples
         if x.shape[0] == 0:
             raise InputError("nothing to score: the batch is empty")
-        score, feature_scores, reconstruction = self.graph.run(x, seeds, L)
+        # one pass, no (B, D) mask: a float64 sum of float32 values is finite iff all are
+        if not np.isfinite(x.sum(dtype=np.float64)):
+            raise InputError("input contains NaN or infinite values")
+        L = mc_samples or self.mc_samples
+        seed = seed_array(seeds, x.shape[0])
+        if explain:
+            score, feature_scores, reconstruction = self.graph.explain(x, seed, L)
+            explanation = Explanation.of(feature_scores, reconstruction)
+        else:
+            score = self.graph.score(x, seed, L)
+            # the caller's own array may be reused after this call: keep a copy to explain
+            explanation = Explanation(self.graph, x.copy() if x is given else x, seed, L)
         scores = score.astype(np.float64)
         return ScoreResult(
             scores=scores,
-            feature_scores=feature_scores,
-            reconstruction=reconstruction,
             p_values=p_values(scores, self.bundle.calibration_scores),
             is_anomaly=scores > self.threshold,
             threshold=self.threshold,
             mc_samples=L,
+            explanation=explanation,
         )
 
     def score_rows(self, rows: Sequence[Mapping[str, Any]]
