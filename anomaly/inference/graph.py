@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 #: Floats in one (L * B_chunk, D) intermediate; B is cut into chunks of at most
 #: ``max(1, CHUNK_FLOATS // (L * D))`` rows per onnxruntime call.
 CHUNK_FLOATS = 1 << 19
+_SCORE = ["score"]
+_FULL = ["score", "feature_scores", "reconstruction"]
 
 
 def onnxruntime() -> Any:
@@ -141,15 +143,13 @@ class Graph:
     def score(self, x: np.ndarray, seeds: int | Sequence[int] | np.ndarray, mc_samples: int
               ) -> np.ndarray:
         """x (B, D) float32 -> score (B,) float32, in nats."""
-        outputs = ["score"]
-        return self._run(self._score, outputs, x, seeds, mc_samples)[0]
+        return self._run(self._score, _SCORE, x, seeds, mc_samples)[0]
 
     def explain(self, x: np.ndarray, seeds: int | Sequence[int] | np.ndarray, mc_samples: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """x (B, D) float32 -> score (B,), feature_scores (B, D), reconstruction (B, D)."""
         score, feature_scores, reconstruction = self._run(
-            self.full_session, ["score", "feature_scores", "reconstruction"], x, seeds,
-            mc_samples)
+            self.full_session, _FULL, x, seeds, mc_samples)
         return score, feature_scores, reconstruction
 
     def run(self, x: np.ndarray, seeds: int | Sequence[int] | np.ndarray, mc_samples: int
@@ -163,12 +163,15 @@ class Graph:
 
     def _run(self, session: Any, outputs: list[str], x: np.ndarray,
              seeds: int | Sequence[int] | np.ndarray, mc_samples: int) -> list[np.ndarray]:
-        B = x.shape[0]
-        seed = seed_array(seeds, B)
+        rows = x.shape[0]
+        seed = seed_array(seeds, rows)
         step = self.chunk_rows(mc_samples)
+        if rows <= step and isinstance(seed, int):  # the common case, without the loop
+            eps = latent_noise(seed, rows, mc_samples, self.latent_dim)
+            return session.run(outputs, {"x": x, "eps": np.ascontiguousarray(eps)})
         parts = []
-        for start in range(0, B, step):
-            stop = min(start + step, B)
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
             chunk_seeds = seed if isinstance(seed, int) else seed[start:stop]
             eps = np.ascontiguousarray(
                 latent_noise(chunk_seeds, stop - start, mc_samples, self.latent_dim))

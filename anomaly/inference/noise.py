@@ -24,10 +24,26 @@ def _draws(seed: int, mc_samples: int, latent_dim: int) -> np.ndarray:
     return out  # (L, d_z)
 
 
+#: Shared-seed noise of at most this many floats is kept contiguous in a cache: small batches
+#: (the service's, one sample at a time) then get their ``eps`` without a copy per call.
+_CACHED_FLOATS = 1 << 16
+
+
+@lru_cache(maxsize=32)
+def _shared(seed: int, batch: int, mc_samples: int, latent_dim: int) -> np.ndarray:
+    out = np.ascontiguousarray(np.broadcast_to(
+        _draws(seed, mc_samples, latent_dim)[:, None, :], (mc_samples, batch, latent_dim)))
+    out.setflags(write=False)
+    return out  # (L, B, d_z)
+
+
 def latent_noise(seeds: int | Sequence[int] | np.ndarray, batch: int, mc_samples: int,
                  latent_dim: int) -> np.ndarray:
-    """``eps`` of shape (L, B, d_z) for ``batch`` samples with the given seed(s)."""
+    """``eps`` of shape (L, B, d_z) for ``batch`` samples with the given seed(s) (read-only;
+    contiguous for per-row seeds and small shared-seed batches, else a broadcast view)."""
     if isinstance(seeds, int | np.integer):
+        if batch * mc_samples * latent_dim <= _CACHED_FLOATS:
+            return _shared(int(seeds), batch, mc_samples, latent_dim)
         return np.broadcast_to(_draws(int(seeds), mc_samples, latent_dim)[:, None, :],
                                (mc_samples, batch, latent_dim))
     if len(seeds) != batch:
