@@ -30,15 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.likelihood import PAD_LOGIT
 from training.networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from training.vae import VAE
 
 _LOG_2PI = math.log(2 * math.pi)
 #: exp(80) is finite in float32; above it softplus(t) == t to float32 precision.
 _EXP_CAP = 80.0
-#: Bias of the padding slots of the categorical grid: exp(-1e30 - max) == 0, and 0 * -1e30
-#: stays finite.
-_PAD_LOGIT = -1e30
 
 
 def _softplus(t: torch.Tensor) -> torch.Tensor:
@@ -58,7 +56,7 @@ def _rows(layer: nn.Linear, rows: np.ndarray, pad_rows: np.ndarray | None = None
         out.bias.copy_(b[index])
         pad = torch.as_tensor(rows < 0)
         out.weight[pad] = 0.0
-        out.bias[pad] = _PAD_LOGIT
+        out.bias[pad] = PAD_LOGIT
     return out
 
 
@@ -145,10 +143,7 @@ class ScoringGraph(nn.Module):
                  ) -> None:
         super().__init__()
         lik = vae.likelihood
-        blocks = [(str(k), int(a), int(b)) for k, a, b in lik.blocks]  # type: ignore[call-overload]
-        dims = {kind: [j for k, a, b in blocks if k == kind for j in range(a, b)]
-                for kind in ("gaussian", "bernoulli", "categorical")}
-        cat_blocks = [(a, b) for k, a, b in blocks if k == "categorical"]
+        dims = {kind: lik.dims(kind) for kind in ("gaussian", "bernoulli", "categorical")}
         order = np.array(dims["gaussian"] + dims["bernoulli"] + dims["categorical"])
         D = vae.input_dim
         self.n_gauss, self.n_bern, self.n_cat = (len(dims[k]) for k in ("gaussian", "bernoulli",
@@ -164,10 +159,7 @@ class ScoringGraph(nn.Module):
         g, nb = dims["gaussian"], dims["bernoulli"]
         self.register_buffer("x_gauss", torch.as_tensor(g, dtype=torch.long))
         self.register_buffer("x_bern", torch.as_tensor(nb, dtype=torch.long))
-        k_max = max((b - a for a, b in cat_blocks), default=0)
-        grid = np.full((len(cat_blocks), k_max), -1)
-        for c, (a, b) in enumerate(cat_blocks):
-            grid[c, : b - a] = np.arange(a, b)
+        grid = lik.categorical_grid()  # (n_cat, K), -1 = padding
         self.cat_shape = grid.shape
         # x padded with a zero column at index D, read through the grid
         self.register_buffer("x_cat", torch.as_tensor(np.where(grid < 0, D, grid).reshape(-1),

@@ -52,7 +52,7 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(x)  # (B, d_z) each
         z = mu + torch.exp(0.5 * logvar) * eps  # (B, d_z)
         loc, scale_raw = self.decode(z)  # (B, D)
-        rec = self.likelihood.log_prob(x, loc, scale_raw).sum(-1)  # (B,)
+        rec = self.likelihood.log_prob_sum(x, loc, scale_raw)  # (B,)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)  # (B,)
         return ELBOTerms(rec, kl)
 
