@@ -147,8 +147,7 @@ class Likelihood(nn.Module):
             xpad = torch.cat([x, torch.zeros_like(x[..., :1])], -1)
             xc = torch.index_select(xpad, -1, self._grid).reshape(*x.shape[:-1],
                                                                   *self._grid_shape)
-            lse = torch.logsumexp(logit, -1)  # (..., n_cat)
-            part = (xc * logit).sum((-2, -1)) - (lse * xc.sum(-1)).sum(-1)
+            part = (xc * torch.log_softmax(logit, -1)).sum((-2, -1))
             total = part if total is None else total + part
         assert total is not None
         return total
