@@ -181,7 +181,7 @@ def bench_model(m: Model, cells: list[tuple[int, int]], threads: int, seconds: f
             "plain": lambda feed=feed: sessions["plain"].run(None, feed),
             "scorer": lambda x=x, L=L: scorer.score(x, 0, L),
         }
-        heavy = B * L * dec > 2e11  # a call of seconds: fewer of them
+        heavy = B * L * dec > 5e10  # a call of seconds: fewer of them
         times = interleaved(fns, seconds if not heavy else 0.0, 2 if heavy else 5)
         flops = enc * B + dec * B * L
         row: dict[str, Any] = {"model": m.name, "B": B, "L": L, "gflop_per_call": flops / 1e9}

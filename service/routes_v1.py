@@ -55,7 +55,9 @@ SEED = QueryParam("seed", int, "noise seed for every sample of the request (defa
                   "service's)", 0, 2**63 - 1)
 MC_SAMPLES = QueryParam("mc_samples", int, "latent samples L (default: the bundle's; at most "
                         "the service's max_mc_samples)", 1)
-SCORE_QUERY = (EXPLAIN, TOP_K, RAW_MAP, SEED, VERSION_QUERY, MC_SAMPLES)
+SCORE_SE = QueryParam("score_se", bool, "add score_se, each score's Monte Carlo standard "
+                      "error in nats (null when L = 1 or the bundle predates it)")
+SCORE_QUERY = (EXPLAIN, TOP_K, RAW_MAP, SEED, VERSION_QUERY, MC_SAMPLES, SCORE_SE)
 
 
 @router.get("/models", summary="Loaded models and their versions")
@@ -109,7 +111,7 @@ async def score(request: Request, name: str) -> Response:
         s = settings.default_seed if seed is None else seed
         result = await mv.batcher.submit(x, [s] * x.shape[0], n_mc)
         mv.metrics.scored(result.scores, result.p_values, result.is_anomaly)
-        items = _items(mv, result)
+        items = _items(mv, result, SCORE_SE.read(request))
         if filenames:
             for item, fname in zip(items, filenames, strict=True):
                 item["filename"] = fname
@@ -120,13 +122,19 @@ async def score(request: Request, name: str) -> Response:
     return await scoring_request(request, name, None, work, version_from_query=True)
 
 
-def _items(mv: ModelVersion, result: ScoreResult) -> list[dict[str, Any]]:
+def _items(mv: ModelVersion, result: ScoreResult, with_se: bool = False
+           ) -> list[dict[str, Any]]:
     threshold = finite(result.threshold)
-    return [{"score": finite(s), "threshold": threshold, "is_anomaly": bool(a),
-             "p_value": finite(p), "model": mv.name, "version": mv.version,
-             "mc_samples": result.mc_samples}
-            for s, a, p in zip(result.scores.tolist(), result.is_anomaly.tolist(),
-                               result.p_values.tolist(), strict=True)]
+    items = [{"score": finite(s), "threshold": threshold, "is_anomaly": bool(a),
+              "p_value": finite(p), "model": mv.name, "version": mv.version,
+              "mc_samples": result.mc_samples}
+             for s, a, p in zip(result.scores.tolist(), result.is_anomaly.tolist(),
+                                result.p_values.tolist(), strict=True)]
+    if with_se:  # Monte Carlo standard error (nats); null if L = 1 or the bundle predates it
+        ses = result.score_se.tolist() if result.score_se is not None else [None] * len(items)
+        for item, se in zip(items, ses, strict=True):
+            item["score_se"] = None if se is None else finite(se)
+    return items
 
 
 async def _explain(mv: ModelVersion, result: ScoreResult, items: list[dict[str, Any]],

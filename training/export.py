@@ -25,8 +25,13 @@ from training.vae import VAE
 #: onnxruntime from 1.16 on and holds everything this graph uses.
 MAX_IR_VERSION = 10
 INPUT_NAMES = ["x", "eps"]
+#: The outputs of the plain graph (:class:`~training.vae.ReconstructionProbability`), which
+#: the full graph's first three outputs equal.
 OUTPUT_NAMES = ["score", "feature_scores", "reconstruction"]
-SCORE_OUTPUT_NAMES = ["score"]
+#: (L, B) per-draw log-likelihoods, the last output of both folded graphs.
+LOG_WEIGHTS = "log_weights"
+FULL_OUTPUT_NAMES = [*OUTPUT_NAMES, LOG_WEIGHTS]
+SCORE_OUTPUT_NAMES = ["score", LOG_WEIGHTS]
 
 
 @dataclass(frozen=True)
@@ -67,15 +72,15 @@ def export_graphs(vae: VAE, reference: nn.Module | None = None) -> ExportedGraph
     model = copy.deepcopy(vae).cpu().eval()
     full = export_module(
         ScoringGraph(model, ref, explain=True).eval(), vae.input_dim, vae.latent_dim,
-        OUTPUT_NAMES, "vae-anomaly reconstruction probability: x (B, D), eps (L, B, d_z) -> "
-        "score (B,), feature_scores (B, D), reconstruction (B, D)")
+        FULL_OUTPUT_NAMES, "vae-anomaly reconstruction probability: x (B, D), eps (L, B, d_z) "
+        "-> score (B,), feature_scores (B, D), reconstruction (B, D), log_weights (L, B)")
     score = export_module(
         ScoringGraph(model, ref, explain=False).eval(), vae.input_dim, vae.latent_dim,
         SCORE_OUTPUT_NAMES, "vae-anomaly reconstruction probability, score only: x (B, D), "
-        "eps (L, B, d_z) -> score (B,)")
+        "eps (L, B, d_z) -> score (B,), log_weights (L, B)")
     return ExportedGraphs(full, score)
 
 
 def export_onnx(vae: VAE, reference: nn.Module | None = None) -> bytes:
-    """The full graph alone (score, feature_scores, reconstruction)."""
+    """The full graph alone (score, feature_scores, reconstruction, log_weights)."""
     return export_graphs(vae, reference).full

@@ -31,10 +31,9 @@ from anomaly.bundle import (
 )
 from anomaly.calibration import calibrate
 from anomaly.errors import InputError
-from anomaly.inference import Graph
 from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import TabularPreprocessor
-from training.export import export_graphs
+from training.bundle_graphs import export_and_score, with_mc_error
 from training.likelihood import Likelihood
 from training.reference import fit_local_reference
 from training.tabular import infer_schema, likelihood_blocks
@@ -170,14 +169,10 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
     elif config.reference != "none":
         raise InputError(f"unknown reference {config.reference!r}: use 'local' or 'none'")
     result = fit(vae, x_train, x_hold, config)
-    graphs = export_graphs(result.model, reference)
-
-    graph = Graph(graphs.full, config.latent_dim, providers=["CPUExecutionProvider"],
-                  score_model=graphs.score)
-    calibration = np.sort(graph.score(x_hold, DEFAULT_SEED, config.mc_samples)
-                          .astype(np.float64))
+    graphs, calibration, se = export_and_score(result.model, reference, x_hold, config)
     threshold = calibrate(calibration, config.target_fpr, np.random.default_rng(config.seed),
                           seed=DEFAULT_SEED)
+    threshold = with_mc_error(threshold, calibration, se, config)
     tail = int(calibration.size * config.target_fpr)
     if tail < MIN_TAIL:
         log.warning(
@@ -204,7 +199,8 @@ def _train(x_train: np.ndarray, x_hold: np.ndarray, likelihood: Likelihood,
                         else "reconstruction_probability", likelihood=likelihood.kind,
                         architecture=config.architecture,
                         input_dim=int(x_train.shape[1]), latent_dim=config.latent_dim,
-                        mc_samples=config.mc_samples, feature_names=feature_names,
+                        mc_samples=config.mc_samples, noise=config.noise,
+                        precision=config.precision, feature_names=feature_names,
                         config=model_config),
         threshold=threshold, training=summary,
         files=BundleFiles(model_sha256="computed-on-write"))

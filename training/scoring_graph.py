@@ -130,8 +130,10 @@ class _Decoder(nn.Module):
 
 
 class ScoringGraph(nn.Module):
-    """x (B, D), eps (L, B, d_z) -> score (B,) [, feature_scores (B, D), reconstruction (B, D)]:
-    the outputs of :class:`~training.vae.ReconstructionProbability`, computed leaner."""
+    """x (B, D), eps (L, B, d_z) -> score (B,) [, feature_scores (B, D), reconstruction
+    (B, D)], log_weights (L, B): the outputs of :class:`~training.vae.ReconstructionProbability`,
+    computed leaner, and each draw's log p(x | z_l) summed over features (the terms of the
+    score's log-mean-exp, from which :mod:`anomaly.inference.uncertainty` gets its error)."""
 
     inverse: torch.Tensor  # (D,) kind order -> feature order
     x_gauss: torch.Tensor  # (G,) features of Gaussian kind
@@ -237,7 +239,7 @@ class ScoringGraph(nn.Module):
         if ref is not None:
             score = score + ref.sum(-1)
         if not self.explain:
-            return (score,)
+            return score, total
         ll_all = per_feature[0] if len(per_feature) == 1 else torch.cat(per_feature, dim=-1)
         feature_scores = log_l - torch.logsumexp(ll_all, dim=0)  # (B, D) kind order
         mean = means[0] if len(means) == 1 else torch.cat(means, dim=-1)
@@ -247,4 +249,4 @@ class ScoringGraph(nn.Module):
             reconstruction = torch.index_select(reconstruction, 1, self.inverse)
         if ref is not None:
             feature_scores = feature_scores + ref
-        return score, feature_scores, reconstruction
+        return score, feature_scores, reconstruction, total

@@ -79,6 +79,12 @@ class ModelInfo(_Model):
     input_dim: int = Field(gt=0)
     latent_dim: int = Field(gt=0)
     mc_samples: int = Field(gt=0, description="default L, the number of latent samples")
+    noise: Literal["iid", "antithetic", "sobol"] = Field(
+        default="iid", description="how the L latent draws are made by default "
+        "(anomaly.inference.noise); bundles from before the choice drew iid")
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32", description="arithmetic of the graphs' matrix products: int8 graphs "
+        "are quantized from the fp32 export, their threshold calibrated on their own scores")
     feature_names: list[str]
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -86,6 +92,20 @@ class ModelInfo(_Model):
 class ThresholdPoint(_Model):
     fpr: float = Field(gt=0, lt=1)
     threshold: float
+
+
+class McErrorInfo(_Model):
+    """The Monte Carlo error of normal scores near the threshold, against the score spread
+    there (:func:`anomaly.inference.uncertainty.error_at_threshold`): ``median_se`` the median
+    standard error (nats) of the normal scores above their (1 - 2 target_fpr) quantile, ``n``
+    of them; ``fpr_band`` the share of normal scores above threshold + median_se and above
+    threshold - median_se: how far one standard error moves the false-positive rate."""
+
+    median_se: float
+    fpr_band: tuple[float, float]
+    n: int
+    mc_samples: int
+    noise: str
 
 
 class ThresholdInfo(_Model):
@@ -104,6 +124,8 @@ class ThresholdInfo(_Model):
     table: list[ThresholdPoint]
     calibration_size: int
     calibration_seed: int
+    #: absent in bundles from before scores had standard errors
+    mc_error: McErrorInfo | None = None
 
 
 class TrainingSummary(_Model):

@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 #: Floats in one (L * B_chunk, D) intermediate; B is cut into chunks of at most
 #: ``max(1, CHUNK_FLOATS // (L * D))`` rows per onnxruntime call.
 CHUNK_FLOATS = 1 << 18
-_SCORE = ["score"]
 _FULL = ["score", "feature_scores", "reconstruction"]
+#: (L, B) per-draw log-likelihoods: an output of graphs exported since it exists
+LOG_WEIGHTS = "log_weights"
 
 
 def onnxruntime() -> Any:
@@ -123,6 +124,10 @@ class Graph:
         self.latent_dim = latent_dim
         self.input_dim = int(self._score.get_inputs()[0].shape[1])
         self.score_only = score_model is not None
+        has_weights = LOG_WEIGHTS in {o.name for o in self._score.get_outputs()}
+        self._score_outputs = ["score", LOG_WEIGHTS] if has_weights else ["score"]
+        # both graphs of a bundle come from one export: they have the output or neither
+        self._full_outputs = [*_FULL, LOG_WEIGHTS] if has_weights else _FULL
 
     def _session(self, source: Path | bytes) -> Any:
         ort = onnxruntime()
@@ -142,42 +147,55 @@ class Graph:
                     self._full = self._session(self._model)
         return self._full
 
-    def score(self, x: np.ndarray, seeds: int | Sequence[int] | np.ndarray, mc_samples: int
-              ) -> np.ndarray:
+    def score(self, x: np.ndarray, seeds: int | Sequence[int] | np.ndarray, mc_samples: int,
+              noise: str = "iid") -> np.ndarray:
         """x (B, D) float32 -> score (B,) float32, in nats."""
-        return self._run(self._score, _SCORE, x, seeds, mc_samples)[0]
+        return self.score_and_weights(x, seeds, mc_samples, noise)[0]
 
-    def explain(self, x: np.ndarray, seeds: int | Sequence[int] | np.ndarray, mc_samples: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """x (B, D) float32 -> score (B,), feature_scores (B, D), reconstruction (B, D)."""
-        score, feature_scores, reconstruction = self._run(
-            self.full_session, _FULL, x, seeds, mc_samples)
-        return score, feature_scores, reconstruction
+    def score_and_weights(self, x: np.ndarray, seeds: int | Sequence[int] | np.ndarray,
+                          mc_samples: int, noise: str = "iid"
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+        """score (B,) and the per-draw log-likelihoods (L, B) (None for graphs exported
+        before they were an output)."""
+        out = self._run(self._score, self._score_outputs, x, seeds, mc_samples, noise)
+        return out[0], (out[1] if len(out) > 1 else None)
+
+    def explain(self, x: np.ndarray, seeds: int | Sequence[int] | np.ndarray, mc_samples: int,
+                noise: str = "iid"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """x (B, D) float32 -> score (B,), feature_scores (B, D), reconstruction (B, D),
+        log_weights (L, B) (None for older graphs)."""
+        session = self.full_session
+        out = self._run(session, self._full_outputs, x, seeds, mc_samples, noise)
+        return out[0], out[1], out[2], (out[3] if len(out) > 3 else None)
 
     def run(self, x: np.ndarray, seeds: int | Sequence[int] | np.ndarray, mc_samples: int
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The full graph's outputs (the call before score-only graphs existed)."""
-        return self.explain(x, seeds, mc_samples)
+        """The full graph's score, feature_scores and reconstruction (the call before
+        score-only graphs existed)."""
+        return self.explain(x, seeds, mc_samples)[:3]
 
     def chunk_rows(self, mc_samples: int) -> int:
         """Rows of x per onnxruntime call at this L (see :data:`CHUNK_FLOATS`)."""
         return max(1, CHUNK_FLOATS // (mc_samples * max(self.input_dim, 1)))
 
     def _run(self, session: Any, outputs: list[str], x: np.ndarray,
-             seeds: int | Sequence[int] | np.ndarray, mc_samples: int) -> list[np.ndarray]:
+             seeds: int | Sequence[int] | np.ndarray, mc_samples: int, noise: str
+             ) -> list[np.ndarray]:
         rows = x.shape[0]
         seed = seed_array(seeds, rows)
         step = self.chunk_rows(mc_samples)
         if rows <= step and isinstance(seed, int):  # the common case, without the loop
-            eps = latent_noise(seed, rows, mc_samples, self.latent_dim)
+            eps = latent_noise(seed, rows, mc_samples, self.latent_dim, noise)
             return session.run(outputs, {"x": x, "eps": np.ascontiguousarray(eps)})
         parts = []
         for start in range(0, rows, step):
             stop = min(start + step, rows)
             chunk_seeds = seed if isinstance(seed, int) else seed[start:stop]
             eps = np.ascontiguousarray(
-                latent_noise(chunk_seeds, stop - start, mc_samples, self.latent_dim))
+                latent_noise(chunk_seeds, stop - start, mc_samples, self.latent_dim, noise))
             parts.append(session.run(outputs, {"x": x[start:stop], "eps": eps}))
         if len(parts) == 1:
             return list(parts[0])
-        return [np.concatenate(p) for p in zip(*parts, strict=True)]
+        return [np.concatenate(p, axis=1 if name == LOG_WEIGHTS else 0)  # (L, B) on axis 1
+                for name, p in zip(outputs, zip(*parts, strict=True), strict=True)]

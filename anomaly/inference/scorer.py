@@ -18,7 +18,8 @@ from anomaly.bundle import Bundle, ImageInput, Manifest, TabularInput, load_bund
 from anomaly.calibration.threshold import p_values
 from anomaly.errors import InputError
 from anomaly.inference.graph import Graph, seed_array
-from anomaly.inference.noise import DEFAULT_SEED
+from anomaly.inference.noise import DEFAULT_SEED, check_method
+from anomaly.inference.uncertainty import score_se
 from anomaly.preprocessing import DEFAULT_MAX_PIXELS, ImagePreprocessor, TabularPreprocessor
 
 
@@ -30,19 +31,20 @@ class Explanation:
     The noise is a function of the seeds, so the values are the ones a single call of the
     full graph gives (its ``score`` output is computed by the same nodes)."""
 
-    __slots__ = ("_arrays", "_graph", "_lock", "_mc_samples", "_seeds", "_x")
+    __slots__ = ("_arrays", "_graph", "_lock", "_mc_samples", "_noise", "_seeds", "_x")
 
     def __init__(self, graph: Graph | None, x: np.ndarray | None,
-                 seeds: int | np.ndarray, mc_samples: int,
+                 seeds: int | np.ndarray, mc_samples: int, noise: str = "iid",
                  arrays: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self._graph, self._x, self._seeds, self._mc_samples = graph, x, seeds, mc_samples
+        self._noise = noise
         self._arrays = arrays
         self._lock = threading.Lock()
 
     @classmethod
     def of(cls, feature_scores: np.ndarray, reconstruction: np.ndarray) -> Explanation:
         """Already computed arrays, (B, D) each."""
-        return cls(None, None, 0, 0, (feature_scores, reconstruction))
+        return cls(None, None, 0, 0, arrays=(feature_scores, reconstruction))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(feature_scores (B, D), reconstruction (B, D)), computing them once."""
@@ -50,7 +52,8 @@ class Explanation:
             with self._lock:
                 if self._arrays is None:
                     assert self._graph is not None and self._x is not None
-                    _, fs, rec = self._graph.explain(self._x, self._seeds, self._mc_samples)
+                    _, fs, rec, _ = self._graph.explain(self._x, self._seeds,
+                                                        self._mc_samples, self._noise)
                     self._arrays = (fs, rec)
                     self._x = None
         return self._arrays
@@ -62,7 +65,8 @@ class Explanation:
             return Explanation.of(fs[start:stop], rec[start:stop])
         seeds = self._seeds if isinstance(self._seeds, int) else self._seeds[start:stop]
         assert self._x is not None
-        return Explanation(self._graph, self._x[start:stop], seeds, self._mc_samples)
+        return Explanation(self._graph, self._x[start:stop], seeds, self._mc_samples,
+                           self._noise)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,10 @@ class ScoreResult:
     threshold: float
     mc_samples: int
     explanation: Explanation = field(repr=False, compare=False)
+    #: (B,) Monte Carlo standard error of each score in nats (:mod:`.uncertainty`); None for
+    #: bundles whose graphs predate the per-draw output, NaN where L is too small
+    score_se: np.ndarray | None = None
+    noise: str = "iid"  # how the L latent draws were made (:mod:`.noise`)
 
     @property
     def feature_scores(self) -> np.ndarray:
@@ -92,7 +100,9 @@ class ScoreResult:
         """Rows start:stop of this result (views, no copies; explanations stay lazy)."""
         return ScoreResult(self.scores[start:stop], self.p_values[start:stop],
                            self.is_anomaly[start:stop], self.threshold, self.mc_samples,
-                           self.explanation.rows(start, stop))
+                           self.explanation.rows(start, stop),
+                           None if self.score_se is None else self.score_se[start:stop],
+                           self.noise)
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -104,10 +114,12 @@ class Scorer:
     def __init__(self, bundle: Bundle | str | os.PathLike[str],
                  providers: Sequence[str] | None = None, mc_samples: int | None = None,
                  intra_op_threads: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, noise: str | None = None) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         manifest = self.bundle.manifest
         self.mc_samples = mc_samples or manifest.model.mc_samples
+        #: how latent draws are made unless a call says otherwise (the bundle's choice)
+        self.noise: str = check_method(noise or manifest.model.noise)
         if self.mc_samples < 1:
             raise InputError(f"mc_samples must be >= 1, got {self.mc_samples}")
         self.graph = Graph(self.bundle.model_path, manifest.model.latent_dim, providers,
@@ -132,11 +144,13 @@ class Scorer:
         return self.bundle.threshold
 
     def score(self, x: np.ndarray, seeds: int | Sequence[int] = DEFAULT_SEED,
-              mc_samples: int | None = None, explain: bool = False) -> ScoreResult:
+              mc_samples: int | None = None, explain: bool = False,
+              noise: str | None = None) -> ScoreResult:
         """Score preprocessed inputs ``x`` (B, D). ``seeds``: one for all rows or one per row.
 
         ``explain``: compute feature scores and reconstruction in the same call (the full
-        graph); otherwise the score-only graph runs and they are computed when first read."""
+        graph); otherwise the score-only graph runs and they are computed when first read.
+        ``noise``: ``iid``, ``antithetic`` or ``sobol`` draws (default: the bundle's)."""
         given = x
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
@@ -146,14 +160,16 @@ class Scorer:
         if not np.isfinite(x).all():
             raise InputError("input contains NaN or infinite values")
         L = mc_samples or self.mc_samples
+        method = self.noise if noise is None else check_method(noise)
         seed = seed_array(seeds, x.shape[0])
         if explain:
-            score, feature_scores, reconstruction = self.graph.explain(x, seed, L)
+            score, feature_scores, reconstruction, log_w = self.graph.explain(x, seed, L, method)
             explanation = Explanation.of(feature_scores, reconstruction)
         else:
-            score = self.graph.score(x, seed, L)
+            score, log_w = self.graph.score_and_weights(x, seed, L, method)
             # the caller's own array may be reused after this call: keep a copy to explain
-            explanation = Explanation(self.graph, x.copy() if x is given else x, seed, L)
+            explanation = Explanation(self.graph, x.copy() if x is given else x, seed, L,
+                                      method)
         scores = score.astype(np.float64)
         return ScoreResult(
             scores=scores,
@@ -162,23 +178,25 @@ class Scorer:
             threshold=self.threshold,
             mc_samples=L,
             explanation=explanation,
+            score_se=None if log_w is None else score_se(log_w, method),
+            noise=method,
         )
 
     def score_rows(self, rows: Sequence[Mapping[str, Any]]
                    | Mapping[str, Sequence[Any] | np.ndarray],
                    seeds: int | Sequence[int] = DEFAULT_SEED,
-                   mc_samples: int | None = None) -> ScoreResult:
+                   mc_samples: int | None = None, noise: str | None = None) -> ScoreResult:
         """Score raw tabular rows (list of dicts, or dict of columns); bad values raise."""
         prep = self.tabular
         x = prep.transform(rows).x if isinstance(rows, Mapping) else prep.encode_rows(rows)
-        return self.score(x, seeds, mc_samples)
+        return self.score(x, seeds, mc_samples, noise=noise)
 
     def score_images(self, images: Sequence[bytes | np.ndarray | Image.Image],
                      seeds: int | Sequence[int] = DEFAULT_SEED,
-                     mc_samples: int | None = None) -> ScoreResult:
+                     mc_samples: int | None = None, noise: str | None = None) -> ScoreResult:
         """Score encoded images (bytes), PIL images or (C, H, W) arrays in [0, 1]."""
         prep = self.image
-        return self.score(prep.transform_images(images), seeds, mc_samples)
+        return self.score(prep.transform_images(images), seeds, mc_samples, noise=noise)
 
     def heatmaps(self, result: ScoreResult) -> np.ndarray:
         """Per-pixel anomaly maps (B, H, W): feature scores summed over channels."""

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from scipy.special import logsumexp
 
 from training.export import OUTPUT_NAMES, export_graphs, export_module
 from training.likelihood import Likelihood
@@ -45,6 +46,14 @@ def _case(name: str) -> tuple[VAE, torch.nn.Module | None]:
                      conv_channels=(4, 8), dense=16), None
 
 
+def vae_ref(ref: torch.nn.Module | None, x: np.ndarray) -> np.ndarray | None:
+    """log p_ref(x) summed over features, (B,), or None without a reference."""
+    if ref is None:
+        return None
+    with torch.no_grad():
+        return ref(torch.from_numpy(x)).sum(-1).numpy().astype(np.float64)
+
+
 def _sessions(vae: VAE, ref: torch.nn.Module | None) -> dict[str, ort.InferenceSession]:
     old = export_module(ReconstructionProbability(vae.eval(), ref), vae.input_dim,
                         vae.latent_dim, OUTPUT_NAMES, "the plain graph")
@@ -72,12 +81,18 @@ def test_folded_graphs_score_as_the_plain_graph(name: str) -> None:
     for L in (1, 2, 16):
         eps = rng.normal(size=(L, B, vae.latent_dim)).astype(np.float32)
         feed = {"x": x, "eps": eps}
-        old, full, (score,) = (s[k].run(None, feed) for k in ("old", "full", "score"))
+        old, full, (score, log_w) = (s[k].run(None, feed) for k in ("old", "full", "score"))
         np.testing.assert_allclose(full[0], old[0], rtol=RTOL)
         np.testing.assert_allclose(full[1], old[1], rtol=RTOL, atol=1e-4)  # per feature
         np.testing.assert_allclose(full[2], old[2], rtol=RTOL, atol=1e-6)
         # the score-only graph computes the score with the same nodes: identical bits
         np.testing.assert_array_equal(score, full[0])
+        np.testing.assert_array_equal(log_w, full[3])
+        # the score is the log-mean-exp of the per-draw log-likelihoods (+ the reference)
+        ref_sum = vae_ref(ref, x)
+        np.testing.assert_allclose(
+            np.log(L) - logsumexp(log_w.astype(np.float64), axis=0)
+            + (0.0 if ref_sum is None else ref_sum), score, rtol=1e-5, atol=1e-4)
 
 
 def test_score_only_graph_has_no_per_feature_work() -> None:
@@ -86,8 +101,8 @@ def test_score_only_graph_has_no_per_feature_work() -> None:
     vae, _ = _case("mlp_gaussian")
     graphs = export_graphs(vae)
     score, full = onnx.load_from_string(graphs.score), onnx.load_from_string(graphs.full)
-    assert [o.name for o in score.graph.output] == ["score"]
-    assert [o.name for o in full.graph.output] == OUTPUT_NAMES
+    assert [o.name for o in score.graph.output] == ["score", "log_weights"]
+    assert [o.name for o in full.graph.output] == [*OUTPUT_NAMES, "log_weights"]
     lse = [n for n in score.graph.node if n.op_type == "ReduceLogSumExp"]
     assert len(lse) == 1  # over L of the (L, B) sums only, none over (L, B, D)
     assert len(score.graph.node) < len(full.graph.node)
