@@ -11,7 +11,8 @@ contenders alternate, so the machine's other load hits them alike (best call rep
 the median):
 
 * ``lean``: the leanest score graph we can write by hand for the model (``lean_graphs.py``);
-* ``bundle``: the bundle's ``score.onnx`` through a raw onnxruntime session (noise given);
+* ``bundle``: the bundle's ``score.onnx`` through a raw ``session.run`` (noise given), on
+  the very session the Scorer holds;
 * ``plain``: the graph bundles shipped before the folded export (``ReconstructionProbability``,
   all three outputs computed), raw session;
 * ``scorer``: ``Scorer.score(x, seed, L)``: noise, chunking, p-values, thresholds included.
@@ -79,6 +80,19 @@ def cpu_model() -> str:
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
     return platform.machine()
+
+
+def start_run() -> dict[str, Any]:
+    """When a benchmark run started and the load then (the host is shared)."""
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_avg_before": [round(v, 2) for v in os.getloadavg()]}
+
+
+def finish_run(started: dict[str, Any]) -> dict[str, Any]:
+    """The run's header for its JSON: date, CPU, load before and after, command."""
+    return {**started, "cpu": cpu_model(), "cpus": os.cpu_count(),
+            "load_avg_after": [round(v, 2) for v in os.getloadavg()],
+            "command": " ".join(["python", *sys.argv])}
 
 
 def mnist_images(data: Path, n: int) -> np.ndarray:
@@ -161,7 +175,9 @@ def bench_model(m: Model, cells: list[tuple[int, int]], threads: int, seconds: f
     assert scorer.bundle.score_model_path is not None
     sessions = {
         "lean": ort.InferenceSession(lean_score_graph(m.vae, m.reference), opts, providers=cpu),
-        "bundle": ort.InferenceSession(str(scorer.bundle.score_model_path), opts, providers=cpu),
+        # the Scorer's own session: the two differ by the Scorer's work alone (a second
+        # session would hold its own copy of the weights, and at B = 1 the cache decides)
+        "bundle": scorer.graph.score_session,
         "plain": ort.InferenceSession(export_module(
             ReconstructionProbability(m.vae.cpu().eval(), m.reference), m.vae.input_dim,
             m.vae.latent_dim, OUTPUT_NAMES, "plain"), opts, providers=cpu),
@@ -221,8 +237,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="MLP only, three small cells")
     parser.add_argument("--out", type=Path, default=HERE / "results/scoring.json")
     args = parser.parse_args()
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load_before = os.getloadavg()
+    run = start_run()
     cells = QUICK_CELLS if args.quick else CELLS
     with tempfile.TemporaryDirectory(prefix="scoring-bench-") as tmp:
         models = build_models(Path(tmp), args.data, args.quick)
@@ -235,10 +250,8 @@ def main() -> None:
             print(f"MatMul {args.peak_n}^3 peak: {peaks[-1]:.1f} GFLOP/s", flush=True)
     peak = max(peaks)
     result = {
-        "date": started, "cpu": cpu_model(), "cpus": os.cpu_count(), "threads": args.threads,
-        "onnxruntime": ort.__version__, "load_avg_before": [round(v, 2) for v in load_before],
-        "load_avg_after": [round(v, 2) for v in os.getloadavg()],
-        "command": " ".join(["python", *sys.argv]), "matmul_peak_gflops": peaks,
+        **finish_run(run), "threads": args.threads, "onnxruntime": ort.__version__,
+        "matmul_peak_gflops": peaks,
         "peak_gflops": peak, "cells": rows,
         "note": "samples/s of the best call (calls interleaved); medians in the JSON",
     }
@@ -246,7 +259,7 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{result['cpu']}, {args.threads} threads, onnxruntime {ort.__version__}, MatMul "
           f"peak {peak:.1f} GFLOP/s (runs: {', '.join(f'{p:.1f}' for p in peaks)}); load "
-          f"{load_before[0]:.2f} before, {result['load_avg_after'][0]:.2f} after")
+          f"{run['load_avg_before'][0]:.2f} before, {result['load_avg_after'][0]:.2f} after")
     print(table(rows, peak))
     print(f"wrote {args.out}")
 

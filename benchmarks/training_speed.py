@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from batch_scoring import make_block  # noqa: E402
-from scoring import cpu_model  # noqa: E402
+from scoring import finish_run, start_run  # noqa: E402
 
 from anomaly.preprocessing import TabularPreprocessor  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
@@ -159,8 +158,7 @@ def main() -> None:
         args.epochs, args.repeat = 1, 1
     threads: list[int | None] = [None if t == "product" else int(t)
                                  for t in args.threads.split(",")]
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load = os.getloadavg()
+    run = start_run()
     big = 7_800 if args.quick else 78_000
     tables = {f"{big // 1000}k x 40": table_data(big, narrow=False),
               "3k x 10": table_data(3_000, narrow=True)}
@@ -168,15 +166,12 @@ def main() -> None:
     for name, cols in tables.items():
         rows += compare(name, cols, args.epochs, args.repeat, threads)
     full = [full_run(name, cols) for name, cols in tables.items()] if args.full else []
-    result = {"date": started, "cpu": cpu_model(), "cpus": os.cpu_count(),
-              "torch": torch.__version__, "load_avg_before": [round(v, 2) for v in load],
-              "load_avg_after": [round(v, 2) for v in os.getloadavg()],
-              "command": " ".join(["python", *sys.argv]), "epochs_per_measure": args.epochs,
+    result = {**finish_run(run), "torch": torch.__version__, "epochs_per_measure": args.epochs,
               "per_epoch": rows, "to_early_stop": full}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{result['cpu']}, load {load[0]:.2f} before, {result['load_avg_after'][0]:.2f} "
-          "after")
+    print(f"\n{result['cpu']}, load {run['load_avg_before'][0]:.2f} before, "
+          f"{result['load_avg_after'][0]:.2f} after")
     print("| table | torch threads | fit rows/s | plain loop rows/s | fit / plain |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -139,6 +139,11 @@ class Graph:
             raise BundleError(f"onnxruntime cannot load the model graph: {exc}") from exc
 
     @property
+    def score_session(self) -> Any:
+        """The session plain scoring runs (the score-only graph, or the full one)."""
+        return self._score
+
+    @property
     def full_session(self) -> Any:
         """The full graph's session, made on first use (one lock, so one session)."""
         if self._full is None:

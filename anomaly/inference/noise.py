@@ -44,7 +44,7 @@ def _sobol(seed: int, mc_samples: int, latent_dim: int) -> np.ndarray:
         from scipy.special import ndtri
         from scipy.stats import qmc
     except ImportError as exc:  # pragma: no cover - scipy is a dependency
-        raise MissingExtraError("sobol noise", "train", "(it needs scipy)") from exc
+        raise MissingExtraError("sobol noise", "train", "or just: pip install scipy") from exc
     with warnings.catch_warnings():  # L need not be a power of 2: a warning, not an error
         warnings.simplefilter("ignore", UserWarning)
         u = qmc.Sobol(latent_dim, scramble=True,

@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -81,10 +82,16 @@ class ScoreResult:
     threshold: float
     mc_samples: int
     explanation: Explanation = field(repr=False, compare=False)
-    #: (B,) Monte Carlo standard error of each score in nats (:mod:`.uncertainty`); None for
-    #: bundles whose graphs predate the per-draw output, NaN where L is too small
-    score_se: np.ndarray | None = None
+    #: (L, B) per-draw log-likelihoods, the terms of each score's log-mean-exp; None for
+    #: bundles whose graphs predate that output
+    log_weights: np.ndarray | None = field(default=None, repr=False, compare=False)
     noise: str = "iid"  # how the L latent draws were made (:mod:`.noise`)
+
+    @cached_property
+    def score_se(self) -> np.ndarray | None:
+        """(B,) Monte Carlo standard error of each score in nats (:mod:`.uncertainty`),
+        computed when first read; None without per-draw outputs, NaN where L is too small."""
+        return None if self.log_weights is None else score_se(self.log_weights, self.noise)
 
     @property
     def feature_scores(self) -> np.ndarray:
@@ -101,8 +108,8 @@ class ScoreResult:
         return ScoreResult(self.scores[start:stop], self.p_values[start:stop],
                            self.is_anomaly[start:stop], self.threshold, self.mc_samples,
                            self.explanation.rows(start, stop),
-                           None if self.score_se is None else self.score_se[start:stop],
-                           self.noise)
+                           None if self.log_weights is None
+                           else self.log_weights[:, start:stop], self.noise)
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -157,8 +164,6 @@ class Scorer:
             raise InputError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
         if x.shape[0] == 0:
             raise InputError("nothing to score: the batch is empty")
-        if not np.isfinite(x).all():
-            raise InputError("input contains NaN or infinite values")
         L = mc_samples or self.mc_samples
         method = self.noise if noise is None else check_method(noise)
         seed = seed_array(seeds, x.shape[0])
@@ -170,6 +175,10 @@ class Scorer:
             # the caller's own array may be reused after this call: keep a copy to explain
             explanation = Explanation(self.graph, x.copy() if x is given else x, seed, L,
                                       method)
+        # NaN or inf in x always reaches the score (every feature enters the likelihood), so
+        # the (B, D) check runs only when a score is not finite: B values instead of B * D
+        if not np.isfinite(score).all() and not np.isfinite(x).all():
+            raise InputError("input contains NaN or infinite values")
         scores = score.astype(np.float64)
         return ScoreResult(
             scores=scores,
@@ -178,7 +187,7 @@ class Scorer:
             threshold=self.threshold,
             mc_samples=L,
             explanation=explanation,
-            score_se=None if log_w is None else score_se(log_w, method),
+            log_weights=log_w,
             noise=method,
         )
 

@@ -30,9 +30,12 @@ def score_se(log_weights: np.ndarray, method: str = "iid") -> np.ndarray:
     if units < 2:
         return np.full(B, np.nan)
     w = np.exp(lw - lw.max(axis=0))  # (L, B) in (0, 1]
-    u = w[: units * group].reshape(units, group, B).mean(axis=1)  # (units, B)
-    mean = u.mean(axis=0)  # (B,) > 0: the maximum draw has w = 1
-    return u.std(axis=0, ddof=1) / (np.sqrt(units) * mean)
+    u = w[: units * group]  # (units, B) unit means: written out, np.std costs 3x as much
+    if group > 1:
+        u = u.reshape(units, group, B).mean(axis=1)
+    mean = u.sum(axis=0) / units  # (B,) > 0: the maximum draw has w = 1
+    d = u - mean
+    return np.sqrt((d * d).sum(axis=0) / (units - 1)) / (np.sqrt(units) * mean)
 
 
 def error_at_threshold(scores: np.ndarray, se: np.ndarray, threshold: float,

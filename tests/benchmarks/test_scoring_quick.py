@@ -46,3 +46,40 @@ def test_training_speed_quick_mode(tmp_path: Path) -> None:
     assert [(r["table"], r["torch_threads"]) for r in rows] == [
         ("7k x 40", 1), ("7k x 40", "product"), ("3k x 10", 1), ("3k x 10", "product")]
     assert all(r["fit_rows_per_s"] > 0 and r["plain_rows_per_s"] > 0 for r in rows)
+
+
+DATA = REPO.parent / "shared" / "data"
+needs_data = pytest.mark.skipif(
+    not (DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
+    or not (DATA / "odds" / "satellite.mat").is_file(),
+    reason=f"MNIST and ODDS satellite not present under {DATA}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@needs_data
+def test_mc_noise_quick_mode(tmp_path: Path) -> None:
+    out = tmp_path / "mc.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "mc_noise.py"), "--quick", "--seeds", "2",
+         "--out", str(out)], capture_output=True, text=True, timeout=880, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["data"], r["method"], r["L"]) for r in rows} == {
+        (d, m, L) for d in ("mnist", "satellite") for m in ("iid", "antithetic", "sobol")
+        for L in (2, 4, 10)}
+    assert all(0.5 < r["auroc"] <= 1 and r["se_spread"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@needs_data
+def test_int8_quick_mode(tmp_path: Path) -> None:
+    out = tmp_path / "int8.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "int8.py"), "--quick", "--seconds", "0.2",
+         "--out", str(out)], capture_output=True, text=True, timeout=880, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["case"] for r in rows] == ["mnist", "satellite"]
+    assert all(r["speedup"] > 0 and abs(r["auroc_change"]) < 0.2 for r in rows)
