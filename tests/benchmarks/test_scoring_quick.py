@@ -13,15 +13,19 @@ import pytest
 from tests.conftest import REPO
 
 
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A benchmark script as a user runs it; its output is shown if it fails."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=880, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_scoring_quick_mode(tmp_path: Path) -> None:
     out = tmp_path / "scoring.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "scoring.py"), "--quick", "--seconds",
-         "0.05", "--threads", "1", "--out", str(out)],
-        capture_output=True, text=True, timeout=880, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = _run("scoring.py", "--quick", "--seconds", "0.05", "--threads", "1", "--out", str(out))
     result = json.loads(out.read_text())
     assert result["peak_gflops"] > 0 and result["cpu"]
     cells = result["cells"]
@@ -37,11 +41,7 @@ def test_scoring_quick_mode(tmp_path: Path) -> None:
 @pytest.mark.timeout(900)
 def test_training_speed_quick_mode(tmp_path: Path) -> None:
     out = tmp_path / "training.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "training_speed.py"), "--quick",
-         "--threads", "1,product", "--out", str(out)],
-        capture_output=True, text=True, timeout=880, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _run("training_speed.py", "--quick", "--threads", "1,product", "--out", str(out))
     rows = json.loads(out.read_text())["per_epoch"]
     assert [(r["table"], r["torch_threads"]) for r in rows] == [
         ("7k x 40", 1), ("7k x 40", "product"), ("3k x 10", 1), ("3k x 10", "product")]
@@ -60,10 +60,7 @@ needs_data = pytest.mark.skipif(
 @needs_data
 def test_mc_noise_quick_mode(tmp_path: Path) -> None:
     out = tmp_path / "mc.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "mc_noise.py"), "--quick", "--seeds", "2",
-         "--out", str(out)], capture_output=True, text=True, timeout=880, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _run("mc_noise.py", "--quick", "--seeds", "2", "--out", str(out))
     rows = json.loads(out.read_text())["rows"]
     assert {(r["data"], r["method"], r["L"]) for r in rows} == {
         (d, m, L) for d in ("mnist", "satellite") for m in ("iid", "antithetic", "sobol")
@@ -76,10 +73,7 @@ def test_mc_noise_quick_mode(tmp_path: Path) -> None:
 @needs_data
 def test_int8_quick_mode(tmp_path: Path) -> None:
     out = tmp_path / "int8.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "int8.py"), "--quick", "--seconds", "0.2",
-         "--out", str(out)], capture_output=True, text=True, timeout=880, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _run("int8.py", "--quick", "--seconds", "0.2", "--out", str(out))
     rows = json.loads(out.read_text())["rows"]
     assert [r["case"] for r in rows] == ["mnist", "satellite"]
     assert all(r["speedup"] > 0 and abs(r["auroc_change"]) < 0.2 for r in rows)
