@@ -7,7 +7,10 @@ categorical ones; a few bad values and malformed lines mixed in), trains a small
 on a separate sample of the same distribution, then runs the real CLI once per engine as a
 subprocess under GNU time for its peak RSS (the Ray figure is the driver's alone: Ray's
 workers are other processes). A second local run on a 10x smaller prefix shows whether memory
-grows with the input. Prints a table and writes benchmarks/results/batch_scoring.json.
+grows with the input. Then the engine's steps are timed one by one in this process over the
+same file (:func:`stages`), the bundle's score graph among them on the very rows the CLI
+scored: the CLI's rows/s against the raw graph's. Prints a table and writes
+benchmarks/results/batch_scoring.json.
 """
 
 from __future__ import annotations
@@ -119,6 +122,74 @@ def run_score(bundle: Path, source: Path, out: Path, *extra: str) -> dict[str, A
             "load_avg_1m_after": round(os.getloadavg()[0], 2), "summary": stdout.strip()}
 
 
+def stages(bundle: Path, source: Path, chunk_rows: int) -> dict[str, Any]:
+    """The local engine's steps one after another on this thread, each timed alone, over the
+    whole file: reading + parsing (``iter_table_chunks``), encoding (``prepare_table_chunk``),
+    the bundle's ``score.onnx`` on the encoded rows through a raw session (noise given; one
+    intra-op thread as the engine's workers run it, and all cores), the engine's scoring step
+    (``score_prepared``: the graph on one thread plus p-values and the result table), and the
+    output file. ``graph_rows_per_s``: the raw graph's speed on the rows the CLI scores."""
+    from anomaly.batch.chunks import ScoreSettings, prepare_table_chunk, score_prepared, x_matrix
+    from anomaly.batch.sink import ResultLayout, ResultSink
+    from anomaly.batch.sources import REJECT_COL, iter_table_chunks
+    from anomaly.inference import Scorer
+    from anomaly.inference.graph import onnxruntime, session_options
+    from anomaly.inference.noise import latent_noise
+
+    ort = onnxruntime()
+    scorer = Scorer(bundle, providers=["CPUExecutionProvider"], intra_op_threads=1)
+    assert scorer.bundle.score_model_path is not None
+    sessions = {n: ort.InferenceSession(str(scorer.bundle.score_model_path),
+                                        session_options(n), providers=["CPUExecutionProvider"])
+                for n in (1, os.cpu_count() or 1)}
+    prep, L = scorer.tabular, scorer.mc_samples
+    columns = list(dict.fromkeys([*prep.column_names, "id"]))
+    layout = ResultLayout("tabular", (str(source),), "id", None, 0)
+    settings = ScoreSettings(layout)
+    seconds = {"read": 0.0, "encode": 0.0, **{f"graph_{n}t": 0.0 for n in sessions},
+               "score_step": 0.0, "write": 0.0}
+    rows = scored = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = ResultSink(Path(tmp) / "out.parquet", layout)
+        chunks = iter_table_chunks(source, 0, columns, chunk_rows)
+        while True:
+            t0 = time.perf_counter()
+            raw = next(chunks, None)
+            seconds["read"] += time.perf_counter() - t0
+            if raw is None:
+                break
+            t0 = time.perf_counter()
+            prepared = prepare_table_chunk(prep, raw, layout, True)
+            seconds["encode"] += time.perf_counter() - t0
+            ok = np.asarray(prepared.column(REJECT_COL).is_null())
+            x = np.ascontiguousarray(x_matrix(prepared)[ok])
+            step = scorer.graph.chunk_rows(L)  # the rows per call the Scorer uses
+            feeds = [{"x": x[a:a + step], "eps": np.ascontiguousarray(latent_noise(
+                0, x[a:a + step].shape[0], L, scorer.latent_dim))}
+                for a in range(0, x.shape[0], step)]
+            for n, session in sessions.items():
+                t0 = time.perf_counter()
+                for feed in feeds:
+                    session.run(["score"], feed)
+                seconds[f"graph_{n}t"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            result = score_prepared(scorer, prepared, settings)
+            seconds["score_step"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            sink.write(result)
+            seconds["write"] += time.perf_counter() - t0
+            rows += raw.num_rows
+            scored += x.shape[0]
+        t0 = time.perf_counter()
+        sink.commit()
+        seconds["write"] += time.perf_counter() - t0
+    best_graph = min(v for k, v in seconds.items() if k.startswith("graph_"))
+    return {"rows": rows, "scored": scored,
+            "seconds": {k: round(v, 2) for k, v in seconds.items()},
+            "graph_rows_per_s": round(scored / best_graph),
+            "rows_per_s_by_stage": {k: round(rows / v) for k, v in seconds.items() if v > 0}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,6 +202,8 @@ def main() -> None:
                              "the best run is the least disturbed)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the data, bundle and outputs here (default: a temp dir)")
+    parser.add_argument("--no-stages", action="store_true",
+                        help="skip timing the engine's steps one by one in this process")
     parser.add_argument("--out", type=Path, default=HERE / "results/batch_scoring.json")
     args = parser.parse_args()
 
@@ -166,6 +239,7 @@ def main() -> None:
                     runs[name]["identical_to_local"] = same
         best = {engine: max((r for n, r in runs.items() if n.startswith(f"{engine}#")),
                             key=lambda r: r["rows_per_s"]) for engine in engines}
+        steps = stages(bundle, data, 16384) if not args.no_stages else None
 
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -176,6 +250,9 @@ def main() -> None:
                  else None, **injected},
         "bundle": model, "runs": runs,
         "best_rows_per_s": {engine: r["rows_per_s"] for engine, r in best.items()},
+        "stages": steps,
+        "local_cli_vs_raw_graph": round(best["local"]["rows_per_s"] / steps["graph_rows_per_s"],
+                                        3) if steps and "local" in best else None,
         "peak_rss_mib": {"local_100k_rows": runs["local_prefix"]["peak_rss_mib"],
                          "local_1m_rows": best["local"]["peak_rss_mib"] if "local" in best
                          else None},
@@ -194,6 +271,10 @@ def main() -> None:
         if "identical_to_local" in r:
             print(f"ray output byte-identical to local: {r['identical_to_local']}")
             break
+    if steps:
+        print(f"stages, one after another on one thread (s): {steps['seconds']}")
+        print(f"raw graph on the same rows: {steps['graph_rows_per_s']:,} rows/s; local CLI / "
+              f"raw graph = {result['local_cli_vs_raw_graph']}")
     print(f"wrote {args.out}")
 
 

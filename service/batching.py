@@ -302,13 +302,5 @@ class DynamicBatcher:
 
 
 def _slice(result: ScoreResult, start: int, stop: int) -> ScoreResult:
-    """Rows start:stop of a batch's result (views, no copies)."""
-    return ScoreResult(
-        scores=result.scores[start:stop],
-        feature_scores=result.feature_scores[start:stop],
-        reconstruction=result.reconstruction[start:stop],
-        p_values=result.p_values[start:stop],
-        is_anomaly=result.is_anomaly[start:stop],
-        threshold=result.threshold,
-        mc_samples=result.mc_samples,
-    )
+    """Rows start:stop of a batch's result (views, no copies; explanations stay lazy)."""
+    return result.rows(start, stop)

@@ -72,7 +72,10 @@ RESIZE = QueryParam("resize", bool, "images: resize and convert an image of anot
 IGNORE_UNKNOWN = QueryParam("ignore_unknown_columns", bool, "rows: drop columns the model "
                             "does not know (default: the ignore_unknown_columns setting; "
                             "without it they get 422 naming them)")
-SCORE_QUERY = (EXPLAIN, TOP_K, RAW_MAP, SEED, VERSION_QUERY, MC_SAMPLES, RESIZE, IGNORE_UNKNOWN)
+SCORE_SE = QueryParam("score_se", bool, "add score_se, each score's Monte Carlo standard "
+                      "error in nats (null when L = 1 or the bundle predates it)")
+SCORE_QUERY = (EXPLAIN, TOP_K, RAW_MAP, SEED, VERSION_QUERY, MC_SAMPLES, RESIZE, IGNORE_UNKNOWN,
+               SCORE_SE)
 
 
 @router.get("/models", summary="Loaded models, their versions, input schemas and thresholds",
@@ -130,7 +133,7 @@ async def score(request: Request, name: str) -> Response:
         s = settings.default_seed if seed is None else seed
         result = await admission.submit(x, [s] * x.shape[0], n_mc)
         mv.metrics.scored(result.scores, result.p_values, result.is_anomaly)
-        items = _items(mv, result)
+        items = _items(mv, result, SCORE_SE.read(request))
         if filenames:
             for item, fname in zip(items, filenames, strict=True):
                 item["filename"] = fname
@@ -141,13 +144,19 @@ async def score(request: Request, name: str) -> Response:
     return await scoring_request(request, name, None, work, version_from_query=True)
 
 
-def _items(mv: ModelVersion, result: ScoreResult) -> list[dict[str, Any]]:
+def _items(mv: ModelVersion, result: ScoreResult, with_se: bool = False
+           ) -> list[dict[str, Any]]:
     threshold = finite(result.threshold)
-    return [{"score": finite(s), "threshold": threshold, "is_anomaly": bool(a),
-             "p_value": finite(p), "model": mv.name, "version": mv.version,
-             "mc_samples": result.mc_samples}
-            for s, a, p in zip(result.scores.tolist(), result.is_anomaly.tolist(),
-                               result.p_values.tolist(), strict=True)]
+    items = [{"score": finite(s), "threshold": threshold, "is_anomaly": bool(a),
+              "p_value": finite(p), "model": mv.name, "version": mv.version,
+              "mc_samples": result.mc_samples}
+             for s, a, p in zip(result.scores.tolist(), result.is_anomaly.tolist(),
+                                result.p_values.tolist(), strict=True)]
+    if with_se:  # Monte Carlo standard error (nats); null if L = 1 or the bundle predates it
+        ses = result.score_se.tolist() if result.score_se is not None else [None] * len(items)
+        for item, se in zip(items, ses, strict=True):
+            item["score_se"] = None if se is None else finite(se)
+    return items
 
 
 async def _explain(mv: ModelVersion, result: ScoreResult, items: list[dict[str, Any]],

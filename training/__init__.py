@@ -23,6 +23,10 @@ _EXPORTS = {
     "build_vae": "training.vae",
     "Likelihood": "training.likelihood",
     "export_onnx": "training.export",
+    "export_graphs": "training.export",
+    "ExportedGraphs": "training.export",
+    "ScoringGraph": "training.scoring_graph",
+    "quantize_graphs": "training.quantize",
     "load_image_folder": "training.datasets",
 }
 

@@ -51,6 +51,12 @@ class TrainConfig:
         flag="--holdout"))
     mc_samples: int = field(default=16, metadata=_flag(
         "default latent samples L when scoring", metavar="L"))
+    noise: Literal["iid", "antithetic", "sobol"] = field(default="iid", metadata=_flag(
+        "how the L latent draws are made by default: iid, antithetic pairs or scrambled "
+        "Sobol points"))
+    precision: Literal["fp32", "int8"] = field(default="fp32", metadata=_flag(
+        "int8: quantize the scoring graphs' decoder (static, calibrated on the held-out "
+        "normal data) and calibrate the threshold on the int8 scores"))
     target_fpr: float = field(default=0.01, metadata=_flag(
         "false-positive rate the threshold is set for"))
     seed: int = field(default=0, metadata=_flag("random seed"))
@@ -102,6 +108,10 @@ class TrainConfig:
              f"likelihood must be gaussian or bernoulli, got {self.likelihood!r}"),
             (self.reference in ("none", "local"),
              f"reference must be local or none, got {self.reference!r}"),
+            (self.noise in ("iid", "antithetic", "sobol"),
+             f"noise must be iid, antithetic or sobol, got {self.noise!r}"),
+            (self.precision in ("fp32", "int8"),
+             f"precision must be fp32 or int8, got {self.precision!r}"),
             (self.device in ("auto", "cpu") or self.device.startswith("cuda"),
              f"device must be auto, cpu or cuda[:N], got {self.device!r}"),
         ]

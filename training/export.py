@@ -1,4 +1,9 @@
-"""Export the reconstruction-probability graph to ONNX with dynamic batch (B) and samples (L)."""
+"""Export the scoring graphs to ONNX with dynamic batch (B) and samples (L).
+
+A bundle holds two graphs of one model (:mod:`training.scoring_graph`): ``model.onnx``, the
+full graph (score, feature_scores, reconstruction) that explanations and heat maps read, and
+``score.onnx``, the score alone, which is what plain scoring runs. Their ``score`` outputs are
+computed by the same nodes."""
 
 from __future__ import annotations
 
@@ -7,28 +12,41 @@ import copy
 import io
 import logging
 import warnings
+from dataclasses import dataclass
 
 import onnx
 import torch
 from torch import nn
 
-from training.vae import VAE, ReconstructionProbability
+from training.scoring_graph import ScoringGraph
+from training.vae import VAE
 
 #: onnxruntime refuses models newer than the IR versions it knows; 10 is read by every
 #: onnxruntime from 1.16 on and holds everything this graph uses.
 MAX_IR_VERSION = 10
 INPUT_NAMES = ["x", "eps"]
+#: The outputs of the plain graph (:class:`~training.vae.ReconstructionProbability`), which
+#: the full graph's first three outputs equal.
 OUTPUT_NAMES = ["score", "feature_scores", "reconstruction"]
+#: (L, B) per-draw log-likelihoods, the last output of both folded graphs.
+LOG_WEIGHTS = "log_weights"
+FULL_OUTPUT_NAMES = [*OUTPUT_NAMES, LOG_WEIGHTS]
+SCORE_OUTPUT_NAMES = ["score", LOG_WEIGHTS]
 
 
-def export_onnx(vae: VAE, reference: nn.Module | None = None, kl: bool = False) -> bytes:
-    """Serialised ONNX model of :class:`ReconstructionProbability` for this VAE (on CPU), with
-    the reference likelihood inside the graph when one is given, and the KL term in the
-    score with ``kl``."""
-    ref = copy.deepcopy(reference).cpu().eval() if reference is not None else None
-    graph = ReconstructionProbability(copy.deepcopy(vae).cpu().eval(), ref, kl=kl)
-    x = torch.zeros(3, vae.input_dim)
-    eps = torch.zeros(5, 3, vae.latent_dim)
+@dataclass(frozen=True)
+class ExportedGraphs:
+    """Serialised ONNX models: ``full`` (all outputs) and ``score`` (the score only)."""
+
+    full: bytes
+    score: bytes
+
+
+def export_module(module: nn.Module, input_dim: int, latent_dim: int,
+                  output_names: list[str], doc: str) -> bytes:
+    """Serialised ONNX of ``module(x (B, D), eps (L, B, d_z))`` with B and L dynamic."""
+    x = torch.zeros(3, input_dim)
+    eps = torch.zeros(5, 3, latent_dim)
     batch, samples = torch.export.Dim("B"), torch.export.Dim("L")
     sink = io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
@@ -37,12 +55,34 @@ def export_onnx(vae: VAE, reference: nn.Module | None = None, kl: bool = False) 
         for name in ("torch.onnx", "onnxscript", "torch.export"):
             logging.getLogger(name).setLevel(logging.ERROR)
         program = torch.onnx.export(
-            graph, (x, eps), dynamo=True, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+            module, (x, eps), dynamo=True, input_names=INPUT_NAMES, output_names=output_names,
             dynamic_shapes={"x": {0: batch}, "eps": {0: samples, 1: batch}}, verbose=False)
     assert program is not None
     model = program.model_proto
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
-    model.doc_string = ("vae-anomaly reconstruction probability: x (B, D), eps (L, B, d_z) -> "
-                        "score (B,), feature_scores (B, D), reconstruction (B, D)")
+    model.doc_string = doc
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def export_graphs(vae: VAE, reference: nn.Module | None = None, kl: bool = False
+                  ) -> ExportedGraphs:
+    """Both scoring graphs of this VAE (on CPU), with the reference likelihood inside them
+    when one is given, and KL(q(z|x) || p(z)) added to the score with ``kl`` (the
+    ``free_energy`` score kind)."""
+    ref = copy.deepcopy(reference).cpu().eval() if reference is not None else None
+    model = copy.deepcopy(vae).cpu().eval()
+    full = export_module(
+        ScoringGraph(model, ref, explain=True, kl=kl).eval(), vae.input_dim, vae.latent_dim,
+        FULL_OUTPUT_NAMES, "vae-anomaly reconstruction probability: x (B, D), eps (L, B, d_z) "
+        "-> score (B,), feature_scores (B, D), reconstruction (B, D), log_weights (L, B)")
+    score = export_module(
+        ScoringGraph(model, ref, explain=False, kl=kl).eval(), vae.input_dim, vae.latent_dim,
+        SCORE_OUTPUT_NAMES, "vae-anomaly reconstruction probability, score only: x (B, D), "
+        "eps (L, B, d_z) -> score (B,), log_weights (L, B)")
+    return ExportedGraphs(full, score)
+
+
+def export_onnx(vae: VAE, reference: nn.Module | None = None, kl: bool = False) -> bytes:
+    """The full graph alone (score, feature_scores, reconstruction, log_weights)."""
+    return export_graphs(vae, reference, kl).full

@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +26,9 @@ LikelihoodKind = Literal["gaussian", "bernoulli", "mixed"]
 Block = tuple[str, int, int]
 
 _LOG_2PI = math.log(2 * math.pi)
+#: Logit of the padding slots of the categorical grid (:meth:`Likelihood.categorical_grid`):
+#: exp(-1e30 - max) == 0, and 0 * -1e30 stays finite.
+PAD_LOGIT = -1e30
 
 
 def softplus(t: torch.Tensor) -> torch.Tensor:
@@ -36,6 +40,10 @@ def softplus(t: torch.Tensor) -> torch.Tensor:
 class Likelihood(nn.Module):
     """Elementwise log p(x_j | decoder output) over contiguous feature blocks."""
 
+    _gaussian: torch.Tensor  # (G,) Gaussian features
+    _bernoulli: torch.Tensor  # (NB,)
+    _grid: torch.Tensor  # (n_cat * K_max,) categorical grid over features + one pad column
+
     def __init__(self, blocks: Sequence[Block], var_floor: float = 1e-3) -> None:
         super().__init__()
         if not blocks:
@@ -46,9 +54,30 @@ class Likelihood(nn.Module):
                     stop <= start:
                 raise ValueError(f"bad likelihood block {(kind, start, stop)}")
             expected = stop
-        self.blocks = [tuple(b) for b in blocks]
+        self.blocks: list[Block] = [(str(k), int(a), int(b)) for k, a, b in blocks]
         self.input_dim = expected
         self.var_floor = float(var_floor)
+        grid = self.categorical_grid()
+        # features of each kind, and the categorical grid over x / loc padded by one column
+        for kind in ("gaussian", "bernoulli"):
+            self.register_buffer(f"_{kind}", torch.as_tensor(self.dims(kind), dtype=torch.long),
+                                 persistent=False)
+        self.register_buffer("_grid", torch.as_tensor(
+            np.where(grid < 0, expected, grid).reshape(-1), dtype=torch.long), persistent=False)
+        self._grid_shape = grid.shape
+
+    def dims(self, kind: str) -> list[int]:
+        """The features of one kind, in order."""
+        return [j for k, a, b in self.blocks if k == kind for j in range(a, b)]
+
+    def categorical_grid(self) -> np.ndarray:
+        """(n_categorical_columns, K_max) feature index of each slot of each categorical
+        block, -1 for padding: every block's log-sum-exp is then one reduction."""
+        cats = [(a, b) for k, a, b in self.blocks if k == "categorical"]
+        grid = np.full((len(cats), max((b - a for a, b in cats), default=0)), -1)
+        for c, (a, b) in enumerate(cats):
+            grid[c, : b - a] = np.arange(a, b)
+        return grid
 
     @classmethod
     def uniform(cls, kind: Literal["gaussian", "bernoulli"], dim: int,
@@ -89,6 +118,39 @@ class Likelihood(nn.Module):
             else:
                 pieces.append(xs * torch.log_softmax(ls, dim=-1))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+
+    def log_prob_sum(self, x: torch.Tensor, loc: torch.Tensor, scale_raw: torch.Tensor
+                     ) -> torch.Tensor:
+        """``log_prob(x, loc, scale_raw).sum(-1)``, (...,), with one op chain per kind of
+        feature instead of one per block (categorical blocks through one padded grid):
+        what the ELBO needs, at a fraction of the per-op overhead of a training step."""
+        total: torch.Tensor | None = None
+        D = self.input_dim
+
+        def pick(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return t if idx.numel() == D else torch.index_select(t, -1, idx)
+
+        gauss, bern = self._gaussian, self._bernoulli
+        if gauss.numel():
+            var = self.variance(pick(scale_raw, gauss))
+            d = pick(x, gauss) - pick(loc, gauss)
+            total = -0.5 * (torch.log(var) + d * d / var).sum(-1) - 0.5 * _LOG_2PI * gauss.numel()
+        if bern.numel():
+            ls = pick(loc, bern)
+            part = (pick(x, bern) * ls - softplus(ls)).sum(-1)
+            total = part if total is None else total + part
+        if self._grid_shape[0]:
+            shape = (*loc.shape[:-1], *self._grid_shape)
+            lead = loc.shape[:-1]
+            pad = torch.full((*lead, 1), PAD_LOGIT, dtype=loc.dtype, device=loc.device)
+            logit = torch.index_select(torch.cat([loc, pad], -1), -1, self._grid).reshape(shape)
+            xpad = torch.cat([x, torch.zeros_like(x[..., :1])], -1)
+            xc = torch.index_select(xpad, -1, self._grid).reshape(*x.shape[:-1],
+                                                                  *self._grid_shape)
+            part = (xc * torch.log_softmax(logit, -1)).sum((-2, -1))
+            total = part if total is None else total + part
+        assert total is not None
+        return total
 
     def mean(self, loc: torch.Tensor, scale_raw: torch.Tensor) -> torch.Tensor:
         """E[x | z] per element (..., D): the reconstruction shown to users."""

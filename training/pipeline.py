@@ -33,10 +33,10 @@ from anomaly.bundle import (
 )
 from anomaly.calibration import calibrate
 from anomaly.errors import InputError
-from anomaly.inference import Graph
 from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import TabularPreprocessor
-from training.export import export_onnx
+from training.bundle_graphs import export_for_bundle, score_rows, with_mc_error
+from training.export import ExportedGraphs
 from training.likelihood import Likelihood
 from training.reference import LocalReference, fit_local_reference
 from training.splits import SplitPlan, fixed_epochs, plan_splits
@@ -143,10 +143,10 @@ def train_images(images: np.ndarray, schema: ImageInput, out: str | os.PathLike[
 
 @dataclass
 class _Fitted:
-    """One fitted model, exported: its result, its graph's bytes and its reference."""
+    """One fitted model, exported: its result, its graphs and its reference."""
 
     result: FitResult
-    onnx: bytes
+    graphs: ExportedGraphs
     reference: LocalReference | None
 
 
@@ -163,14 +163,12 @@ def _fit_one(x_fit: np.ndarray, x_val: np.ndarray, likelihood: Likelihood,
             raise InputError("the local reference is for images with a Gaussian decoder: pass "
                              "--likelihood gaussian, or --reference none")
         reference = fit_local_reference(x_fit, image_shape, likelihood.var_floor)
+    elif config.reference != "none":
+        raise InputError(f"unknown reference {config.reference!r}: use 'local' or 'none'")
     result = fit(vae, x_fit, x_val, config)
-    return _Fitted(result, export_onnx(result.model, reference, kl=tabular and config.score_kl),
-                   reference)
-
-
-def _scores(fitted: _Fitted, x: np.ndarray, config: TrainConfig) -> np.ndarray:
-    graph = Graph(fitted.onnx, config.latent_dim, providers=["CPUExecutionProvider"])
-    return graph.run(x, DEFAULT_SEED, config.mc_samples)[0].astype(np.float64)
+    graphs = export_for_bundle(result.model, reference, x_fit, config,
+                               kl=tabular and config.score_kl)
+    return _Fitted(result, graphs, reference)
 
 
 def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: InputSchema,
@@ -182,22 +180,25 @@ def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: Input
     tabular = image_shape is None
     if plan.method == "holdout":
         final = _fit_one(x[plan.train], x[plan.val], likelihood, image_shape, tabular, config)
-        calibration = _scores(final, x[plan.cal], config)
+        calibration, se = score_rows(final.graphs, x[plan.cal], config)
     else:
         epochs = fixed_epochs(plan.n, config.batch_size, config.epochs)
         fixed = dataclasses.replace(config, epochs=epochs, patience=epochs + 1)
         log.info("%d normal rows: cross-fitted calibration over %d folds, every model trained "
                  "for %d epochs", plan.n, len(plan.folds), epochs)
         calibration = np.empty(plan.n, dtype=np.float64)
+        se = np.empty(plan.n, dtype=np.float64)
         for k, (fit_rows, out_rows) in enumerate(plan.folds):
             # the fold's own rows stand in for validation: no out-of-fold row may select weights
             fold = _fit_one(x[fit_rows], x[fit_rows], likelihood, image_shape, tabular,
                             dataclasses.replace(fixed, seed=config.seed + 1 + k))
-            calibration[out_rows] = _scores(fold, x[out_rows], config)
+            calibration[out_rows], se[out_rows] = score_rows(fold.graphs, x[out_rows], config)
         final = _fit_one(x, x, likelihood, image_shape, tabular, fixed)
-    calibration = np.sort(calibration)
+    order = np.argsort(calibration, kind="stable")
+    calibration, se = calibration[order], se[order]
     threshold = calibrate(calibration, config.target_fpr, seed=DEFAULT_SEED,
                           method=plan.method)
+    threshold = with_mc_error(threshold, calibration, se, config)
     _warn_about(threshold)
     result = final.result
     reference = final.reference
@@ -222,7 +223,8 @@ def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: Input
                         likelihood=likelihood.kind,
                         architecture=config.architecture,
                         input_dim=int(x.shape[1]), latent_dim=config.latent_dim,
-                        mc_samples=config.mc_samples, feature_names=feature_names,
+                        mc_samples=config.mc_samples, noise=config.noise,
+                        precision=config.precision, feature_names=feature_names,
                         config=model_config),
         threshold=threshold, training=summary,
         files=BundleFiles(model_sha256="computed-on-write"))
@@ -230,7 +232,8 @@ def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: Input
         "training_curve.png": plots.training_curve(result.history, result.best_epoch),
         "calibration_histogram.png": plots.score_histogram(calibration, threshold.value),
     }
-    path = write_bundle(out, manifest, final.onnx, calibration, figures)
+    path = write_bundle(out, manifest, final.graphs.full, calibration, figures,
+                        score_onnx_bytes=final.graphs.score)
     return TrainReport(path, load_bundle(path).manifest, result, calibration)
 
 

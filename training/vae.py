@@ -60,7 +60,7 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x)  # (B, d_z) each
         z = mu + torch.exp(0.5 * logvar) * eps  # (B, d_z)
         loc, scale_raw = self.decode(z)  # (B, D)
-        rec = self.likelihood.log_prob(x, loc, scale_raw).sum(-1)  # (B,)
+        rec = self.likelihood.log_prob_sum(x, loc, scale_raw)  # (B,)
         return ELBOTerms(rec, kl_divergence(mu, logvar))
 
     def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor:

@@ -42,10 +42,15 @@ class ScoreSettings:
     heatmaps: str | None = None  # folder for heat-map PNGs (images)
 
 
-def result_columns(scorer: Scorer, result: ScoreResult, explain: int) -> dict[str, np.ndarray]:
-    """score, p_value, is_anomaly (+ top-K attributions for tabular models), each (B,)."""
+def result_columns(scorer: Scorer, result: ScoreResult, explain: int,
+                   with_se: bool = False) -> dict[str, np.ndarray]:
+    """score, p_value, is_anomaly (+ score_se, + top-K attributions for tabular models),
+    each (B,). A bundle whose graphs predate the per-draw output has no SE: NaN (empty)."""
     out: dict[str, np.ndarray] = {
         "score": result.scores, "p_value": result.p_values, "is_anomaly": result.is_anomaly}
+    if with_se:
+        out["score_se"] = (result.score_se if result.score_se is not None
+                           else np.full(len(result), np.nan))
     if explain > 0:
         tops = scorer.top_columns(result, explain)
         for k in range(min(explain, len(tops[0]) if tops else 0)):
@@ -125,11 +130,13 @@ def score_prepared(scorer: Scorer, prepared: pa.Table, settings: ScoreSettings) 
     values: dict[str, np.ndarray] = {}
     if pos.size:
         x = x_matrix(prepared)[pos]  # (B, D)
-        result = scorer.score(x, settings.seed, settings.mc_samples)
-        values = result_columns(scorer, result, layout.explain)
-        if settings.heatmaps and layout.kind == "image":
+        heat_dir = settings.heatmaps if layout.kind == "image" else None
+        result = scorer.score(x, settings.seed, settings.mc_samples,
+                              explain=layout.explain > 0 or heat_dir is not None)
+        values = result_columns(scorer, result, layout.explain, layout.score_se)
+        if heat_dir:
             paths = prepared.column(PATH_COL).take(pa.array(pos)).to_pylist()
-            write_heatmaps(scorer, result, x, paths, Path(settings.heatmaps))
+            write_heatmaps(scorer, result, x, paths, Path(heat_dir))
     arrays: list[Any] = [prepared.column(f.name) for f in layout.key_fields()]
     arrays += [prepared.column(f.name) for f in layout.carried_fields()]
     for field in layout.score_fields():
@@ -137,7 +144,10 @@ def score_prepared(scorer: Scorer, prepared: pa.Table, settings: ScoreSettings) 
                         (np.bool_ if pa.types.is_boolean(field.type) else np.float64))
         if pos.size:
             full[pos] = values[field.name]
-        arrays.append(pa.array(full, field.type, mask=~ok))
+        missing = ~ok
+        if field.name == "score_se":  # no error estimate (L = 1, older bundles): null
+            missing = missing | np.isnan(full.astype(np.float64))
+        arrays.append(pa.array(full, field.type, mask=missing))
     arrays.append(prepared.column(REJECT_COL))
     return pa.Table.from_arrays(arrays, schema=layout.result_schema())
 

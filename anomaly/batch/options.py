@@ -27,6 +27,8 @@ class ScoreOptions:
     mc_samples: int | None = field(default=None, metadata=_flag(
         "latent samples L (default: the bundle's)", metavar="L"))
     seed: int = field(default=0, metadata=_flag("noise seed (same seed, same scores)"))
+    score_se: bool = field(default=False, metadata=_flag(
+        "add a score_se column: each score's Monte Carlo standard error in nats"))
     explain: int = field(default=0, metadata=_flag(
         "add the top-K columns by feature score (tabular)", metavar="K"))
     heatmaps: str | os.PathLike[str] | None = field(default=None, metadata=_flag(

@@ -78,6 +78,7 @@ class Plan:
         return {"bundle": digest.hexdigest(), "inputs": inputs, "kind": self.kind,
                 "chunk_rows": self.chunk_rows, "seed": options.seed,
                 "mc_samples": scorer.mc_samples, "explain": self.layout.explain,
+                "score_se": self.layout.score_se,
                 "id_column": self.layout.id_column,
                 "heatmaps": str(Path(options.heatmaps).resolve()) if options.heatmaps else None}
 
@@ -100,7 +101,8 @@ def make_plan(scorer: Scorer, source: str | os.PathLike[str], options: ScoreOpti
         images = sorted(p.relative_to(src).as_posix() for p in iter_image_files(src))
         if not images:
             raise InputError(f"no images (png, jpg, bmp, tif, ...) found under {src}")
-        return Plan("image", ResultLayout("image"), options.chunk_rows or IMAGE_CHUNK_ROWS,
+        return Plan("image", ResultLayout("image", score_se=options.score_se),
+                    options.chunk_rows or IMAGE_CHUNK_ROWS,
                     root=src, images=tuple(images))
     if kind != "tabular":
         raise InputError(f"model '{scorer.bundle.name}' scores images: give it a folder of "
@@ -122,7 +124,7 @@ def make_plan(scorer: Scorer, source: str | os.PathLike[str], options: ScoreOpti
                                  f"are {names}")
     layout = ResultLayout("tabular", tuple(str(p) for p in files), id_col,
                           _id_type(files, id_col), min(options.explain, len(needed)),
-                          label_col)
+                          label_col, options.score_se)
     names = layout.output_schema().names
     if len(set(names)) < len(names):
         raise InputError(f"--id-column '{id_col}' would clash with an output column of that "

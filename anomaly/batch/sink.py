@@ -5,7 +5,8 @@ Both engines produce *result tables* in one internal layout (keys, optional id, 
 
 * ``OUT`` (CSV or Parquet by extension): the scored rows, with the input's id (``--id-column``,
   else ``row``; ``path`` for images; plus ``file`` when a glob matched several files), then
-  ``score``, ``p_value``, ``is_anomaly`` and ``topK_column``/``topK_score`` with ``--explain``;
+  ``score`` (and ``score_se`` with ``--score-se``), ``p_value``, ``is_anomaly`` and
+  ``topK_column``/``topK_score`` with ``--explain``;
 * ``OUT-stem.rejects.csv`` beside it: the rows that could not be scored, with the reason.
 
 Both are written to temporary files and renamed at the end, the output last, so a reader
@@ -61,7 +62,7 @@ class ResultLayout:
     ``id_type`` is the Arrow type of ``id_column`` (binary input columns become strings);
     ``label_column`` (tables, for ``anomaly evaluate``) is carried into the output as the
     text column ``label``, beside the scores. ``explain`` is the number of top-K attribution
-    column pairs (0 for images).
+    column pairs (0 for images); ``score_se`` adds each score's Monte Carlo standard error.
     """
 
     kind: Literal["tabular", "image"]
@@ -70,6 +71,7 @@ class ResultLayout:
     id_type: pa.DataType | None = None  # None: string
     explain: int = 0
     label_column: str | None = None
+    score_se: bool = False  # a ``score_se`` column (Monte Carlo standard error, nats)
 
     @property
     def multi_file(self) -> bool:
@@ -81,8 +83,10 @@ class ResultLayout:
         return [pa.field(FILE_COL, pa.int32()), pa.field(ROW_COL, pa.int64())]
 
     def score_fields(self) -> list[pa.Field]:
-        fields = [pa.field("score", pa.float64()), pa.field("p_value", pa.float64()),
-                  pa.field("is_anomaly", pa.bool_())]
+        fields = [pa.field("score", pa.float64())]
+        if self.score_se:
+            fields.append(pa.field("score_se", pa.float64()))
+        fields += [pa.field("p_value", pa.float64()), pa.field("is_anomaly", pa.bool_())]
         for k in range(1, self.explain + 1):
             fields += [pa.field(f"top{k}_column", pa.string()),
                        pa.field(f"top{k}_score", pa.float64())]

@@ -11,6 +11,7 @@ from anomaly.bundle.schema import (
     ImageInput,
     InputSchema,
     Manifest,
+    McErrorInfo,
     ModelInfo,
     NumericColumn,
     ScoreKind,
@@ -21,6 +22,7 @@ from anomaly.bundle.schema import (
 )
 
 __all__ = ["MANIFEST", "SCHEMA_VERSION", "UNKNOWN_CATEGORY", "Bundle", "BundleFiles",
-           "CategoricalColumn", "Column", "ImageInput", "InputSchema", "Manifest", "ModelInfo",
+           "CategoricalColumn", "Column", "ImageInput", "InputSchema", "Manifest", "McErrorInfo",
+           "ModelInfo",
            "NumericColumn", "ScoreKind", "TabularInput", "ThresholdInfo", "ThresholdPoint",
            "TrainingSummary", "load_bundle", "migrate", "sha256_file", "write_bundle"]

@@ -5,6 +5,7 @@ Layout::
     <bundle>/bundle.json             manifest (anomaly.schema.Manifest)
     <bundle>/model.onnx              x (B, D), eps (L, B, d_z) -> score, feature_scores,
                                      reconstruction
+    <bundle>/score.onnx              x, eps -> score (the same model, score only; optional)
     <bundle>/calibration_scores.npy  sorted scores of held-out normal data (float64)
     <bundle>/*.png                   training curve, calibration histogram
 
@@ -49,6 +50,12 @@ class Bundle:
     @property
     def model_path(self) -> Path:
         return self.path / self.manifest.files.model
+
+    @property
+    def score_model_path(self) -> Path | None:
+        """The score-only graph, or None for bundles that hold only the full one."""
+        name = self.manifest.files.score_model
+        return self.path / name if name else None
 
     @property
     def threshold(self) -> float:
@@ -97,6 +104,14 @@ def load_bundle(path: str | os.PathLike[str], verify_hash: bool = True) -> Bundl
     if verify_hash and sha256_file(model_path) != manifest.files.model_sha256:
         raise BundleError(f"{model_path} does not match the sha256 in {MANIFEST}: the file was "
                           "changed or corrupted; restore it or re-export the bundle")
+    score_name = manifest.files.score_model
+    if score_name:
+        score_path = root / score_name
+        if not score_path.is_file():
+            raise BundleError(f"bundle {root} is incomplete: {score_name} is missing")
+        if verify_hash and sha256_file(score_path) != manifest.files.score_model_sha256:
+            raise BundleError(f"{score_path} does not match the sha256 in {MANIFEST}: the file "
+                              "was changed or corrupted; restore it or re-export the bundle")
     calibration_path = root / manifest.files.calibration
     if not calibration_path.is_file():
         raise BundleError(f"bundle {root} is incomplete: {manifest.files.calibration} is missing")
@@ -133,11 +148,13 @@ def write_bundle(
     calibration_scores: np.ndarray,
     extra_files: Mapping[str, bytes] | None = None,
     overwrite: bool = True,
+    score_onnx_bytes: bytes | None = None,
 ) -> Path:
     """Write a bundle atomically: build it in a temporary sibling, then rename into place.
 
-    ``manifest.files.model_sha256`` is recomputed from ``onnx_bytes``, so callers may pass
-    any placeholder there.
+    ``manifest.files.model_sha256`` is recomputed from ``onnx_bytes`` (and the score-only
+    graph's name and hash from ``score_onnx_bytes``), so callers may pass any placeholder
+    there.
     """
     target = Path(out_dir)
     if target.exists() and not overwrite:
@@ -146,13 +163,19 @@ def write_bundle(
             not (target / MANIFEST).is_file() and any(target.iterdir()))):
         raise BundleError(f"{target} exists and is not a bundle; refusing to replace it")
     digest = hashlib.sha256(onnx_bytes).hexdigest()
+    score_update: dict[str, str | None] = {"score_model": None, "score_model_sha256": None}
+    if score_onnx_bytes is not None:
+        score_update = {"score_model": manifest.files.score_model or "score.onnx",
+                        "score_model_sha256": hashlib.sha256(score_onnx_bytes).hexdigest()}
     files = manifest.files.model_copy(
-        update={"model_sha256": digest, "plots": sorted(extra_files or {})})
+        update={"model_sha256": digest, "plots": sorted(extra_files or {}), **score_update})
     final = manifest.model_copy(update={"files": files})
     calibration = io.BytesIO()
     np.save(calibration, np.sort(np.asarray(calibration_scores, dtype=np.float64)))
     with atomic_dir(target) as tmp:
         (tmp / manifest.files.model).write_bytes(onnx_bytes)
+        if score_onnx_bytes is not None and files.score_model:
+            (tmp / files.score_model).write_bytes(score_onnx_bytes)
         (tmp / manifest.files.calibration).write_bytes(calibration.getvalue())
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)

@@ -88,6 +88,12 @@ class ModelInfo(_Model):
     input_dim: int = Field(gt=0)
     latent_dim: int = Field(gt=0)
     mc_samples: int = Field(gt=0, description="default L, the number of latent samples")
+    noise: Literal["iid", "antithetic", "sobol"] = Field(
+        default="iid", description="how the L latent draws are made by default "
+        "(anomaly.inference.noise); bundles from before the choice drew iid")
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32", description="arithmetic of the graphs' matrix products: int8 graphs "
+        "are quantized from the fp32 export, their threshold calibrated on their own scores")
     feature_names: list[str]
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -95,6 +101,20 @@ class ModelInfo(_Model):
 class ThresholdPoint(_Model):
     fpr: float = Field(gt=0, lt=1)
     threshold: float
+
+
+class McErrorInfo(_Model):
+    """The Monte Carlo error of normal scores near the threshold, against the score spread
+    there (:func:`anomaly.inference.uncertainty.error_at_threshold`): ``median_se`` the median
+    standard error (nats) of the normal scores above their (1 - 2 target_fpr) quantile, ``n``
+    of them; ``fpr_band`` the share of normal scores above threshold + median_se and above
+    threshold - median_se: how far one standard error moves the false-positive rate."""
+
+    median_se: float
+    fpr_band: tuple[float, float]
+    n: int
+    mc_samples: int
+    noise: str
 
 
 class ThresholdInfo(_Model):
@@ -123,6 +143,8 @@ class ThresholdInfo(_Model):
     expected_fpr: float | None = None
     min_supported_fpr: float | None = None
     method: str = "holdout"
+    #: absent in bundles from before scores had standard errors
+    mc_error: McErrorInfo | None = None
 
 
 class TrainingSummary(_Model):
@@ -140,8 +162,14 @@ class TrainingSummary(_Model):
 
 
 class BundleFiles(_Model):
+    """The bundle's files. ``model`` is the full graph (score, feature_scores,
+    reconstruction); ``score_model`` the same model's score-only graph, which plain scoring
+    runs (absent in bundles written before it existed: they score with ``model``)."""
+
     model: str = "model.onnx"
     model_sha256: str
+    score_model: str | None = None
+    score_model_sha256: str | None = None
     calibration: str = "calibration_scores.npy"
     plots: list[str] = Field(default_factory=list)
 

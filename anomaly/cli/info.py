@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from anomaly.bundle import load_bundle
+from anomaly.inference import describe_error
 
 SCORE_TEXT = {
     "reconstruction_probability": "-log reconstruction probability (nats)",
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         f"bundle      {bundle.path}",
         f"name        {m.name} ({m.kind}, schema v{m.schema_version}, created {m.created_at})",
         f"model       {m.model.architecture} VAE, {m.model.likelihood} likelihood, "
-        f"D={m.model.input_dim}, latent={m.model.latent_dim}, L={m.model.mc_samples}",
+        f"D={m.model.input_dim}, latent={m.model.latent_dim}, L={m.model.mc_samples} "
+        f"({m.model.noise} draws), {m.model.precision}",
         f"score       {SCORE_TEXT[m.model.score]}",
     ]
     if m.input.kind == "tabular":
@@ -44,12 +46,14 @@ def run(args: argparse.Namespace) -> int:
         + f"{t.confidence:.0%} interval {t.fpr_ci[0]:.4f}-{t.fpr_ci[1]:.4f}, "
         f"{t.calibration_size} {t.method} calibration scores)",
         "            " + "  ".join(f"FPR {p.fpr:g}: {p.threshold:.3f}" for p in t.table),
+        f"score SE    {describe_error(t.mc_error, t.target_fpr)}",
         f"training    {m.training.rows_train} rows, {m.training.epochs} epochs (best "
         f"{m.training.best_epoch}), val ELBO {m.training.val_elbo:.3f} nats, "
         f"{m.training.duration_s:.1f}s on {m.training.device}",
         f"data        {m.training.data_fingerprint}",
         f"files       {m.files.model} (sha256 {m.files.model_sha256[:12]}...), "
-        f"{m.files.calibration}, {', '.join(m.files.plots)}",
+        + (f"{m.files.score_model} (score only), " if m.files.score_model else "")
+        + f"{m.files.calibration}, {', '.join(m.files.plots)}",
     ]
     print("\n".join(lines))
     return 0

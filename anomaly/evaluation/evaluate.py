@@ -22,10 +22,11 @@ from anomaly import plots
 from anomaly._fs import atomic_write
 from anomaly.batch import ScoreOptions, ScoreSummary, score_path
 from anomaly.batch.sink import LABEL_COL
-from anomaly.bundle import Bundle, load_bundle
+from anomaly.bundle import Bundle, McErrorInfo, load_bundle
 from anomaly.calibration import metrics
 from anomaly.calibration.threshold import f1_optimal_threshold, observed_fpr_interval, rank_of
 from anomaly.errors import InputError
+from anomaly.inference import describe_error, error_at_threshold
 
 #: First-level subfolders of an image folder whose images are normal (label 0).
 NORMAL_FOLDERS = frozenset({"normal", "good", "ok"})
@@ -49,6 +50,8 @@ class EvaluationReport:
     rejects: Path | None = None
     #: where the FPR measured on these normal rows should fall (95%), from the calibration
     fpr_expected: tuple[float, float] | None = None
+    #: Monte Carlo error of the normal scores near the threshold (None without errors)
+    mc_error: McErrorInfo | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"model": self.name, "n_normal": self.n_normal, "n_anomalous": self.n_anomalous,
@@ -56,7 +59,8 @@ class EvaluationReport:
                 "target_fpr": self.target_fpr,
                 "fpr_expected_95": list(self.fpr_expected) if self.fpr_expected else None,
                 "at_calibrated_threshold": self.at_calibrated.as_dict(),
-                "f1_optimal_threshold": self.f1_optimal.as_dict()}
+                "f1_optimal_threshold": self.f1_optimal.as_dict(),
+                "mc_error": self.mc_error.model_dump() if self.mc_error else None}
 
     def describe(self) -> str:
         c, f = self.at_calibrated, self.f1_optimal
@@ -69,6 +73,7 @@ class EvaluationReport:
                f"{self.fpr_expected[1]:.4f})" if self.fpr_expected else ""),
             f"F1-optimal threshold {f.threshold:.3f}: precision {f.precision:.3f} "
             f"recall {f.recall:.3f} F1 {f.f1:.3f} FPR {f.fpr:.4f}",
+            f"score SE {describe_error(self.mc_error, self.target_fpr)}",
         ]
         if self.rejected:
             lines.append(f"left out {self.rejected} rows/images that could not be scored: "
@@ -79,9 +84,11 @@ class EvaluationReport:
 
 
 def evaluate_scores(bundle: Bundle, scores: np.ndarray, labels: np.ndarray,
-                    out_dir: str | os.PathLike[str], summary: ScoreSummary | None = None
+                    out_dir: str | os.PathLike[str], summary: ScoreSummary | None = None,
+                    se: np.ndarray | None = None, mc_samples: int | None = None
                     ) -> EvaluationReport:
-    """Metrics and plots for scores already computed with ``bundle``."""
+    """Metrics and plots for scores already computed with ``bundle`` (``se``: their
+    standard errors, (N,), NaN where unknown)."""
     y = np.asarray(labels).astype(bool)
     if y.all() or not y.any():
         raise InputError("evaluation needs both normal (0) and anomalous (1) examples; "
@@ -96,7 +103,10 @@ def evaluate_scores(bundle: Bundle, scores: np.ndarray, labels: np.ndarray,
         target_fpr=bundle.manifest.threshold.target_fpr, out_dir=Path(out_dir),
         rejected=summary.rejected if summary else 0,
         rejects=summary.rejects if summary else None,
-        fpr_expected=_expected_fpr(bundle, int((~y).sum())))
+        fpr_expected=_expected_fpr(bundle, int((~y).sum())),
+        mc_error=None if se is None else error_at_threshold(
+            scores[~y], se[~y], threshold, bundle.manifest.threshold.target_fpr,
+            mc_samples or bundle.manifest.model.mc_samples, bundle.manifest.model.noise))
     report.out_dir.mkdir(parents=True, exist_ok=True)
     fpr, tpr = metrics.roc_curve(scores, y)
     atomic_write(report.out_dir / "roc.png",
@@ -124,10 +134,11 @@ def evaluate_path(bundle: str | os.PathLike[str], source: str | os.PathLike[str]
     if not image and not label_column:
         raise InputError("tables need --label-column naming the 0/1 anomaly label")
     options = ScoreOptions(mc_samples=mc_samples, seed=seed, progress=progress,
-                           label_column=label_column)
+                           label_column=label_column, score_se=True)
     scores_csv = out / "scores.csv"
     summary = score_path(loaded.path, src, scores_csv, options)
-    types = {"score": pa.float64(), "path": pa.string(), LABEL_COL: pa.string()}
+    types = {"score": pa.float64(), "score_se": pa.float64(), "path": pa.string(),
+             LABEL_COL: pa.string()}
     table = pacsv.read_csv(scores_csv, convert_options=pacsv.ConvertOptions(
         column_types=types, strings_can_be_null=True))
     scores = table.column("score").to_numpy()
@@ -136,7 +147,8 @@ def evaluate_path(bundle: str | os.PathLike[str], source: str | os.PathLike[str]
     else:
         assert label_column is not None
         labels = _labels(table, label_column)
-    return evaluate_scores(loaded, scores, labels, out, summary)
+    se = table.column("score_se").to_numpy(zero_copy_only=False).astype(np.float64)
+    return evaluate_scores(loaded, scores, labels, out, summary, se, mc_samples)
 
 
 def _expected_fpr(bundle: Bundle, m: int) -> tuple[float, float]:

@@ -1,9 +1,12 @@
-"""Scoring on onnxruntime: the latent noise (``noise``), the session over the exported graph
-(``graph``), and the :class:`Scorer` that adds preprocessing, thresholds and p-values."""
+"""Scoring on onnxruntime: the latent noise (``noise``), the sessions over the exported graphs
+(``graph``), the Monte Carlo error of a score (``uncertainty``), and the :class:`Scorer` that
+adds preprocessing, thresholds and p-values."""
 
 from anomaly.inference.graph import Graph, choose_providers
-from anomaly.inference.noise import DEFAULT_SEED, latent_noise
-from anomaly.inference.scorer import Scorer, ScoreResult
+from anomaly.inference.noise import DEFAULT_SEED, NOISE_METHODS, NoiseMethod, latent_noise
+from anomaly.inference.scorer import Explanation, Scorer, ScoreResult
+from anomaly.inference.uncertainty import describe_error, error_at_threshold, score_se
 
-__all__ = ["DEFAULT_SEED", "Graph", "ScoreResult", "Scorer", "choose_providers",
-           "latent_noise"]
+__all__ = ["DEFAULT_SEED", "NOISE_METHODS", "Explanation", "Graph", "NoiseMethod",
+           "ScoreResult", "Scorer", "choose_providers", "describe_error", "error_at_threshold",
+           "latent_noise", "score_se"]

@@ -1,13 +1,15 @@
-"""Score with a bundle: preprocessing, one graph call (score, per-feature scores and the
-reconstruction), thresholds and p-values. No torch here; the scoring math lives in the
-exported graph (:mod:`anomaly.inference.graph`).
+"""Score with a bundle: preprocessing, the score-only graph, thresholds and p-values; the
+per-feature scores and the reconstruction (the full graph) only when asked for or read. No
+torch here; the scoring math lives in the exported graphs (:mod:`anomaly.inference.graph`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -16,23 +18,98 @@ from PIL import Image
 from anomaly.bundle import Bundle, ImageInput, Manifest, TabularInput, load_bundle
 from anomaly.calibration.threshold import p_values
 from anomaly.errors import InputError
-from anomaly.inference.graph import Graph
-from anomaly.inference.noise import DEFAULT_SEED
+from anomaly.inference.graph import Graph, seed_array
+from anomaly.inference.noise import DEFAULT_SEED, check_method
+from anomaly.inference.uncertainty import score_se
 from anomaly.preprocessing import DEFAULT_MAX_PIXELS, ImagePreprocessor, TabularPreprocessor
+
+
+class Explanation:
+    """Per-feature scores and reconstruction of a batch, computed when first read.
+
+    Plain scoring runs the score-only graph; the full graph runs for these rows only when a
+    caller reads :attr:`ScoreResult.feature_scores` or :attr:`ScoreResult.reconstruction`.
+    The noise is a function of the seeds, so the values are the ones a single call of the
+    full graph gives (its ``score`` output is computed by the same nodes)."""
+
+    __slots__ = ("_arrays", "_graph", "_lock", "_mc_samples", "_noise", "_seeds", "_x")
+
+    def __init__(self, graph: Graph | None, x: np.ndarray | None,
+                 seeds: int | np.ndarray, mc_samples: int, noise: str = "iid",
+                 arrays: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self._graph, self._x, self._seeds, self._mc_samples = graph, x, seeds, mc_samples
+        self._noise = noise
+        self._arrays = arrays
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, feature_scores: np.ndarray, reconstruction: np.ndarray) -> Explanation:
+        """Already computed arrays, (B, D) each."""
+        return cls(None, None, 0, 0, arrays=(feature_scores, reconstruction))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(feature_scores (B, D), reconstruction (B, D)), computing them once."""
+        if self._arrays is None:
+            with self._lock:
+                if self._arrays is None:
+                    assert self._graph is not None and self._x is not None
+                    _, fs, rec, _ = self._graph.explain(self._x, self._seeds,
+                                                        self._mc_samples, self._noise)
+                    self._arrays = (fs, rec)
+                    self._x = None
+        return self._arrays
+
+    def rows(self, start: int, stop: int) -> Explanation:
+        """The explanation of rows start:stop (lazy if this one is not computed yet)."""
+        if self._arrays is not None:
+            fs, rec = self._arrays
+            return Explanation.of(fs[start:stop], rec[start:stop])
+        seeds = self._seeds if isinstance(self._seeds, int) else self._seeds[start:stop]
+        assert self._x is not None
+        return Explanation(self._graph, self._x[start:stop], seeds, self._mc_samples,
+                           self._noise)
 
 
 @dataclass(frozen=True)
 class ScoreResult:
     """Scores for B samples. Scores are -log reconstruction probability in nats (higher =
-    more anomalous); ``feature_scores`` are the same per input feature (pixel, one-hot slot)."""
+    more anomalous); ``feature_scores`` are the same per input feature (pixel, one-hot slot),
+    computed by the full graph only when read (see :class:`Explanation`)."""
 
-    scores: np.ndarray  # (B,)
-    feature_scores: np.ndarray  # (B, D)
-    reconstruction: np.ndarray  # (B, D)
+    scores: np.ndarray  # (B,) float64
     p_values: np.ndarray  # (B,)
     is_anomaly: np.ndarray  # (B,) bool
     threshold: float
     mc_samples: int
+    explanation: Explanation = field(repr=False, compare=False)
+    #: (L, B) per-draw log-likelihoods, the terms of each score's log-mean-exp; None for
+    #: bundles whose graphs predate that output
+    log_weights: np.ndarray | None = field(default=None, repr=False, compare=False)
+    noise: str = "iid"  # how the L latent draws were made (:mod:`.noise`)
+
+    @cached_property
+    def score_se(self) -> np.ndarray | None:
+        """(B,) Monte Carlo standard error of each score in nats (:mod:`.uncertainty`),
+        computed when first read; None without per-draw outputs, NaN where L is too small."""
+        return None if self.log_weights is None else score_se(self.log_weights, self.noise)
+
+    @property
+    def feature_scores(self) -> np.ndarray:
+        """(B, D) per-feature scores in nats."""
+        return self.explanation.arrays()[0]
+
+    @property
+    def reconstruction(self) -> np.ndarray:
+        """(B, D) decoder mean averaged over the L draws."""
+        return self.explanation.arrays()[1]
+
+    def rows(self, start: int, stop: int) -> ScoreResult:
+        """Rows start:stop of this result (views, no copies; explanations stay lazy)."""
+        return ScoreResult(self.scores[start:stop], self.p_values[start:stop],
+                           self.is_anomaly[start:stop], self.threshold, self.mc_samples,
+                           self.explanation.rows(start, stop),
+                           None if self.log_weights is None
+                           else self.log_weights[:, start:stop], self.noise)
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -44,14 +121,16 @@ class Scorer:
     def __init__(self, bundle: Bundle | str | os.PathLike[str],
                  providers: Sequence[str] | None = None, mc_samples: int | None = None,
                  intra_op_threads: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, noise: str | None = None) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         manifest = self.bundle.manifest
         self.mc_samples = mc_samples or manifest.model.mc_samples
+        #: how latent draws are made unless a call says otherwise (the bundle's choice)
+        self.noise: str = check_method(noise or manifest.model.noise)
         if self.mc_samples < 1:
             raise InputError(f"mc_samples must be >= 1, got {self.mc_samples}")
         self.graph = Graph(self.bundle.model_path, manifest.model.latent_dim, providers,
-                           intra_op_threads)
+                           intra_op_threads, score_model=self.bundle.score_model_path)
         self.provider = self.graph.provider
         schema = manifest.input
         self.preprocessor: TabularPreprocessor | ImagePreprocessor
@@ -72,43 +151,61 @@ class Scorer:
         return self.bundle.threshold
 
     def score(self, x: np.ndarray, seeds: int | Sequence[int] = DEFAULT_SEED,
-              mc_samples: int | None = None) -> ScoreResult:
-        """Score preprocessed inputs ``x`` (B, D). ``seeds``: one for all rows or one per row."""
+              mc_samples: int | None = None, explain: bool = False,
+              noise: str | None = None) -> ScoreResult:
+        """Score preprocessed inputs ``x`` (B, D). ``seeds``: one for all rows or one per row.
+
+        ``explain``: compute feature scores and reconstruction in the same call (the full
+        graph); otherwise the score-only graph runs and they are computed when first read.
+        ``noise``: ``iid``, ``antithetic`` or ``sobol`` draws (default: the bundle's)."""
+        given = x
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise InputError(f"expected input of shape (batch, {self.input_dim}), got {x.shape}")
-        if not np.all(np.isfinite(x)):
-            raise InputError("input contains NaN or infinite values")
-        L = mc_samples or self.mc_samples
         if x.shape[0] == 0:
             raise InputError("nothing to score: the batch is empty")
-        score, feature_scores, reconstruction = self.graph.run(x, seeds, L)
+        L = mc_samples or self.mc_samples
+        method = self.noise if noise is None else check_method(noise)
+        seed = seed_array(seeds, x.shape[0])
+        if explain:
+            score, feature_scores, reconstruction, log_w = self.graph.explain(x, seed, L, method)
+            explanation = Explanation.of(feature_scores, reconstruction)
+        else:
+            score, log_w = self.graph.score_and_weights(x, seed, L, method)
+            # the caller's own array may be reused after this call: keep a copy to explain
+            explanation = Explanation(self.graph, x.copy() if x is given else x, seed, L,
+                                      method)
+        # NaN or inf in x always reaches the score (every feature enters the likelihood), so
+        # the (B, D) check runs only when a score is not finite: B values instead of B * D
+        if not np.isfinite(score).all() and not np.isfinite(x).all():
+            raise InputError("input contains NaN or infinite values")
         scores = score.astype(np.float64)
         return ScoreResult(
             scores=scores,
-            feature_scores=feature_scores,
-            reconstruction=reconstruction,
             p_values=p_values(scores, self.bundle.calibration_scores),
             is_anomaly=scores > self.threshold,
             threshold=self.threshold,
             mc_samples=L,
+            explanation=explanation,
+            log_weights=log_w,
+            noise=method,
         )
 
     def score_rows(self, rows: Sequence[Mapping[str, Any]]
                    | Mapping[str, Sequence[Any] | np.ndarray],
                    seeds: int | Sequence[int] = DEFAULT_SEED,
-                   mc_samples: int | None = None) -> ScoreResult:
+                   mc_samples: int | None = None, noise: str | None = None) -> ScoreResult:
         """Score raw tabular rows (list of dicts, or dict of columns); bad values raise."""
         prep = self.tabular
         x = prep.transform(rows).x if isinstance(rows, Mapping) else prep.encode_rows(rows)
-        return self.score(x, seeds, mc_samples)
+        return self.score(x, seeds, mc_samples, noise=noise)
 
     def score_images(self, images: Sequence[bytes | np.ndarray | Image.Image],
                      seeds: int | Sequence[int] = DEFAULT_SEED,
-                     mc_samples: int | None = None) -> ScoreResult:
+                     mc_samples: int | None = None, noise: str | None = None) -> ScoreResult:
         """Score encoded images (bytes), PIL images or (C, H, W) arrays in [0, 1]."""
         prep = self.image
-        return self.score(prep.transform_images(images), seeds, mc_samples)
+        return self.score(prep.transform_images(images), seeds, mc_samples, noise=noise)
 
     def heatmaps(self, result: ScoreResult) -> np.ndarray:
         """Per-pixel anomaly maps (B, H, W): feature scores summed over channels."""

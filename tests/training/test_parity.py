@@ -10,7 +10,7 @@ import torch
 from scipy.special import logsumexp
 
 from training.config import TrainConfig
-from training.export import export_onnx
+from training.export import OUTPUT_NAMES, export_onnx
 from training.likelihood import Likelihood
 from training.trainer import fit
 from training.vae import VAE, ReconstructionProbability, build_vae
@@ -70,7 +70,7 @@ def test_onnx_matches_numpy_formula_with_fixed_weights() -> None:
     sess = _session(vae)
     for L in (1, 4, 25):  # L is a dynamic axis of the graph
         eps = rng.normal(size=(L, B, 3))
-        score, fs, recon = sess.run(None, {"x": x.astype(np.float32),
+        score, fs, recon = sess.run(OUTPUT_NAMES, {"x": x.astype(np.float32),
                                            "eps": eps.astype(np.float32)})
         ref_score, ref_fs = numpy_reconstruction_probability(vae, x, eps)
         np.testing.assert_allclose(score, ref_score, rtol=1e-4, atol=1e-4)
@@ -86,7 +86,7 @@ def test_log_space_never_underflows() -> None:
     vae = build_vae(50, Likelihood.uniform("gaussian", 50, var_floor=1e-3), "mlp", 2, (8,))
     x = np.full((3, 50), 50.0, dtype=np.float32)  # very far from anything decoded
     eps = np.random.default_rng(0).normal(size=(8, 3, 2)).astype(np.float32)
-    score, fs, _ = _session(vae).run(None, {"x": x, "eps": eps})
+    score, fs, _ = _session(vae).run(OUTPUT_NAMES, {"x": x, "eps": eps})
     assert np.all(np.isfinite(score)) and np.all(score > 1e4)
     assert np.all(np.isfinite(fs))
 
@@ -104,6 +104,6 @@ def test_onnx_matches_torch_on_real_data(architecture: str) -> None:
     eps = np.random.default_rng(5).normal(size=(10, 397, 6)).astype(np.float32)
     with torch.no_grad():
         ref = ReconstructionProbability(vae)(torch.from_numpy(x[1400:]), torch.from_numpy(eps))
-    got = _session(vae).run(None, {"x": x[1400:], "eps": eps})
+    got = _session(vae).run(OUTPUT_NAMES, {"x": x[1400:], "eps": eps})
     for a, b in zip(got, ref, strict=True):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-4, atol=1e-4)

@@ -14,7 +14,7 @@ import torch
 from anomaly.bundle import ImageInput
 from anomaly.errors import InputError
 from tests.training.test_parity import numpy_reconstruction_probability
-from training.export import export_onnx
+from training.export import OUTPUT_NAMES, export_onnx
 from training.likelihood import Likelihood
 from training.pipeline import image_config, train_images
 from training.reference import NEIGHBOURS, LocalReference, fit_local_reference
@@ -97,7 +97,8 @@ def test_exported_graph_is_reconstruction_probability_plus_reference() -> None:
     ref_ll = numpy_reference(x, shape, weights, bias, variance)  # (B, D)
     for L in (1, 6):
         eps = rng.normal(size=(L, 9, 3))
-        score, fs, _ = sess.run(None, {"x": x.astype(np.float32), "eps": eps.astype(np.float32)})
+        score, fs, _ = sess.run(OUTPUT_NAMES, {"x": x.astype(np.float32),
+                                               "eps": eps.astype(np.float32)})
         rp, rp_fs = numpy_reconstruction_probability(vae, x, eps)
         np.testing.assert_allclose(score, rp + ref_ll.sum(1), rtol=1e-4, atol=1e-3)
         np.testing.assert_allclose(fs, rp_fs + ref_ll, rtol=1e-4, atol=1e-4)
