@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from anomaly.bundle import (
 from anomaly.calibration import calibrate
 from anomaly.errors import InputError
 from anomaly.inference import Graph
+from anomaly.inference.frame import frame_columns, is_frame
 from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import TabularPreprocessor
 from training.export import export_onnx
@@ -40,6 +42,9 @@ from training.reference import fit_local_reference
 from training.tabular import infer_schema, likelihood_blocks
 from training.trainer import FitResult, TrainConfig, fit
 from training.vae import build_vae
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Fewer held-out normal rows than this and the calibrated threshold is mostly noise.
 MIN_HOLDOUT = 20
@@ -117,10 +122,14 @@ def image_config(schema: ImageInput, **overrides: object) -> TrainConfig:
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
-def train_tabular(columns: Mapping[str, np.ndarray], out: str | os.PathLike[str], name: str,
+def train_tabular(columns: Mapping[str, np.ndarray] | pd.DataFrame,
+                  out: str | os.PathLike[str], name: str,
                   config: TrainConfig | None = None, categorical: Collection[str] = (),
                   exclude: Collection[str] = ()) -> TrainReport:
-    """Train a tabular bundle on normal rows given as {column: values}."""
+    """Train a tabular bundle on normal rows given as {column: values} or a pandas DataFrame
+    (whose numeric columns become numeric, the rest categorical)."""
+    if is_frame(columns):
+        columns = frame_columns(columns)
     config = config or TrainConfig()
     n = len(next(iter(columns.values())))
     train_idx, hold_idx = split_indices(n, config.holdout_fraction, config.seed)

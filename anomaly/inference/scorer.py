@@ -110,6 +110,15 @@ class Scorer:
         prep = self.image
         return self.score(prep.transform_images(images), seeds, mc_samples)
 
+    def score_frame(self, frame: Any, explain: int = 0,
+                    seeds: int | Sequence[int] = DEFAULT_SEED,
+                    mc_samples: int | None = None) -> Any:
+        """A pandas DataFrame of raw rows -> a DataFrame on its index: score, p_value,
+        is_anomaly (+ the top ``explain`` columns); :func:`anomaly.inference.frame.score_frame`."""
+        from anomaly.inference.frame import score_frame
+
+        return score_frame(self, frame, explain, seeds, mc_samples)
+
     def heatmaps(self, result: ScoreResult) -> np.ndarray:
         """Per-pixel anomaly maps (B, H, W): feature scores summed over channels."""
         c, h, w = self.image.shape
