@@ -28,7 +28,14 @@ from anomaly.errors import (
     PayloadTooLargeError,
 )
 from anomaly.evaluation import EvaluationReport, evaluate_path
-from anomaly.inference import DEFAULT_SEED, Graph, Scorer, ScoreResult, latent_noise
+from anomaly.inference import (
+    DEFAULT_SEED,
+    Graph,
+    Scorer,
+    ScoreResult,
+    latent_noise,
+    read_bundle_schema,
+)
 from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor
 
 try:
@@ -64,6 +71,7 @@ __all__ = [
     "latent_noise",
     "load_bundle",
     "p_values",
+    "read_bundle_schema",
     "roc_curve",
     "score_path",
     "threshold_for_fpr",

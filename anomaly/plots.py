@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,6 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
+
+if TYPE_CHECKING:
+    from anomaly.calibration.metrics import ThresholdReport
 
 
 def _png(fig: Figure) -> bytes:
@@ -103,3 +107,66 @@ def heatmap_png(heat: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgba[..., :3]).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def pr_plot(fpr: np.ndarray, tpr: np.ndarray, n_pos: int, n_neg: int, auprc: float,
+             marks: Sequence[tuple[str, ThresholdReport]]) -> bytes:
+    """Precision against recall, from the ROC points (tp = tpr * P, fp = fpr * N), with the
+    share of anomalies (a random ranking's precision) as the baseline."""
+    tp, fp = tpr[1:] * n_pos, fpr[1:] * n_neg  # the (0, 0) point has no precision
+    precision = tp / np.maximum(tp + fp, 1e-12)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.step(np.r_[0.0, tpr[1:]], np.r_[precision[0], precision], where="pre", lw=2,
+            label=f"AUPRC = {auprc:.3f}")
+    base = n_pos / (n_pos + n_neg)
+    ax.axhline(base, color="grey", ls=":", lw=1, label=f"share of anomalies {base:.2f}")
+    for (name, point), colour in zip(marks, ("red", "darkorange"), strict=False):
+        ax.plot(point.recall, point.precision, "o", color=colour, label=f"{name} threshold")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (true-positive rate)")
+    ax.set_ylabel("precision")
+    ax.set_title("Precision-recall")
+    ax.legend(loc="lower left", fontsize=8)
+    return _png(fig)
+
+
+def label_histogram(scores: np.ndarray, labels: np.ndarray,
+                     marks: Sequence[tuple[str, ThresholdReport]]) -> bytes:
+    """Scores of normal and anomalous samples, each as shares of its own group, with both
+    thresholds. When the anomalies reach far beyond the spread of the normal scores (a table
+    row 100x off scores ~1e4 nats), the axis is symmetric-log so that the normal bulk and the
+    thresholds stay visible."""
+    lo, hi = np.percentile(scores, [0.5, 99.5])
+    lo = min(lo, *(t.threshold for _, t in marks))
+    hi = max(hi, *(t.threshold for _, t in marks)) + 1e-9
+    normal_lo, normal_hi = np.percentile(scores[~labels], [5, 95])
+    spread = max(float(normal_hi - normal_lo), 1e-6)
+    symlog = hi - lo > 20 * spread
+    if symlog:  # bins even in sign(x) log1p(|x| / c), the symlog axis' own coordinates
+        c = spread
+
+        def fwd(v: np.ndarray) -> np.ndarray:
+            return np.sign(v) * np.log1p(np.abs(v) / c)
+
+        u = np.linspace(fwd(np.array(lo)), fwd(np.array(hi)), 61)
+        bins = np.sign(u) * c * np.expm1(np.abs(u))
+    else:
+        bins = np.linspace(lo, hi, 61)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    for mask, name, colour in ((~labels, "normal", "tab:blue"),
+                               (labels, "anomalous", "tab:orange")):
+        group = np.clip(scores[mask], bins[0], bins[-1])
+        ax.hist(group, bins=bins.tolist(), weights=np.full(group.size, 1 / group.size), alpha=0.6,
+                color=colour, label=f"{name} ({group.size})")
+    for (name, t), style in zip(marks, (("red", "-"), ("darkorange", "--")), strict=False):
+        ax.axvline(t.threshold, color=style[0], ls=style[1], lw=1.5,
+                   label=f"{name} threshold {t.threshold:.2f}")
+    if symlog:
+        ax.set_xscale("symlog", linthresh=c)
+    ax.set_xlim(bins[0], bins[-1])
+    ax.set_xlabel("anomaly score (nats)" + (", symmetric-log axis" if symlog else ""))
+    ax.set_ylabel("share of its group")
+    ax.set_title("Scores by label")
+    ax.legend(fontsize=8)
+    return _png(fig)

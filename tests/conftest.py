@@ -60,3 +60,10 @@ def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train_images(images, schema, out, "digits",
                  image_config(schema, epochs=25, progress=False))
     return out
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After pytest's summary: the tool-related and absent-data skips, as the last line."""
+    from tests.skip_summary import report_skips
+
+    report_skips(config)

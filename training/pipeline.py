@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from anomaly.bundle import (
 )
 from anomaly.calibration import calibrate
 from anomaly.errors import InputError
+from anomaly.inference.frame import frame_columns, is_frame
 from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import TabularPreprocessor
 from training.bundle_graphs import export_for_bundle, score_rows, with_mc_error
@@ -43,6 +45,9 @@ from training.splits import SplitPlan, fixed_epochs, plan_splits
 from training.tabular import infer_schema, likelihood_blocks
 from training.trainer import FitResult, TrainConfig, fit
 from training.vae import build_vae
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Fewer calibration scores above the threshold than this and training warns.
 MIN_TAIL = 10
@@ -106,18 +111,21 @@ def image_config(schema: ImageInput, **overrides: object) -> TrainConfig:
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
-def train_tabular(columns: Mapping[str, np.ndarray], out: str | os.PathLike[str], name: str,
+def train_tabular(columns: Mapping[str, np.ndarray] | pd.DataFrame,
+                  out: str | os.PathLike[str], name: str,
                   config: TrainConfig | None = None, categorical: Collection[str] = (),
                   exclude: Collection[str] = ()) -> TrainReport:
-    """Train a tabular bundle on normal rows given as {column: values}."""
+    """Train a tabular bundle on normal rows given as {column: values} or a pandas DataFrame
+    (whose numeric columns become numeric, the rest categorical)."""
+    if is_frame(columns):
+        columns = frame_columns(columns)
     config = config or TrainConfig()
     n = len(next(iter(columns.values())))
     plan = plan_splits(n, config.holdout_fraction, config.target_fpr, config.seed)
     # the schema (scaling, categories, dropped columns) is learnt from the rows the shipped
     # model is fitted on, never from calibration rows
     fitted = np.union1d(plan.train, plan.val)
-    schema = infer_schema({k: np.asarray(v)[fitted] for k, v in columns.items()},
-                          categorical, exclude)
+    schema = infer_schema(columns, categorical, exclude, rows=fitted)
     prep = TabularPreprocessor(schema)
     x = prep.transform({k: np.asarray(v) for k, v in columns.items()}).x  # (n, D)
     likelihood = Likelihood(likelihood_blocks(schema, prep.blocks), config.var_floor)

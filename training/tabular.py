@@ -20,10 +20,13 @@ MAX_CODE_LEVELS = 10
 
 
 def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str] = (),
-                 exclude: Collection[str] = ()) -> TabularInput:
+                 exclude: Collection[str] = (), rows: np.ndarray | None = None) -> TabularInput:
     """The input schema from normal training rows, decided on these rows alone.
 
-    Numeric columns are standardised by their mean and std; integer columns with at most
+    ``rows`` (indices) restricts the decision to those rows (the ones the model is fitted on,
+    never calibration rows), while every row is still checked for missing values, so that an
+    error names the row by its number in ``columns``. Numeric columns are centred on their
+    median and scaled by a robust spread (:func:`_scale`); integer columns with at most
     :data:`MAX_CODE_LEVELS` distinct values, non-numeric columns and the names in
     ``categorical`` become categorical over the values seen. Columns that carry nothing (a
     constant) or nothing new (an exact copy of an earlier column) are left out and listed in
@@ -42,6 +45,9 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
             ignored.append(name)
             continue
         arr = np.asarray(values)
+        _check_complete(name, arr, name in categorical)
+        if rows is not None:
+            arr = arr[rows]
         col = _column(name, arr, name in categorical)
         key = _fingerprint(col, arr)
         if _is_constant(col, arr) or key in seen:
@@ -55,23 +61,28 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     return TabularInput(columns=out, ignored=ignored)
 
 
+def _check_complete(name: str, arr: np.ndarray, force_categorical: bool) -> None:
+    """Raise naming the first row (0-based, header not counted) without a usable value."""
+    if not force_categorical and arr.dtype.kind in "fiu":
+        bad = np.flatnonzero(~np.isfinite(arr.astype(np.float64)))
+        what = "missing, NaN or infinite value"
+    else:
+        bad = np.array([i for i, v in enumerate(arr.tolist())
+                        if v is None or v != v or v == ""], dtype=np.int64)
+        what = "missing value"
+    if bad.size:
+        raise InputError(f"column '{name}' row {int(bad[0])}: {what} ({bad.size} such rows); "
+                         "clean or impute the training data first")
+
+
 def _column(name: str, arr: np.ndarray, force_categorical: bool) -> Column:
     if not force_categorical and arr.dtype.kind in "fiu":
         num = arr.astype(np.float64)
-        bad = np.flatnonzero(~np.isfinite(num))
-        if bad.size:
-            raise InputError(f"column '{name}' row {int(bad[0])}: missing, NaN or infinite "
-                             f"value ({bad.size} such rows); clean or impute the training "
-                             "data first")
         levels = np.unique(num)
         if levels.size > MAX_CODE_LEVELS or not np.all(levels == np.round(levels)):
             center, scale = _scale(num)
             return NumericColumn(name=name, mean=center, std=scale)
     values_list = arr.tolist()
-    missing = [i for i, v in enumerate(values_list) if v is None or v != v or v == ""]
-    if missing:
-        raise InputError(f"column '{name}' row {missing[0]}: missing value ({len(missing)} "
-                         "such rows); clean or impute the training data first")
     cats = sorted({category_key(v) for v in values_list})
     if len(cats) > MAX_CATEGORIES and len(cats) > 0.5 * len(values_list):
         raise InputError(f"column '{name}' has {len(cats)} distinct values and looks like an "

@@ -54,6 +54,26 @@ class TabularInput(_Model):
     columns: list[Column] = Field(min_length=1)
     ignored: list[str] = Field(default_factory=list)
 
+    def to_frame(self) -> Any:
+        """The columns as a pandas DataFrame, one row each: ``name``, ``type``, ``mean`` and
+        ``std`` (numeric, in the column's units; NaN for categorical), ``n_categories`` and
+        ``categories`` (categorical; the unknown slot not counted). For inspection; needs
+        pandas (the ``pandas`` extra)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            from anomaly.errors import MissingExtraError
+
+            raise MissingExtraError("the schema as a DataFrame", "pandas") from exc
+        rows = [{"name": c.name, "type": c.type,
+                 "mean": c.mean if isinstance(c, NumericColumn) else float("nan"),
+                 "std": c.std if isinstance(c, NumericColumn) else float("nan"),
+                 "n_categories": len(c.categories) if isinstance(c, CategoricalColumn) else 0,
+                 "categories": list(c.categories) if isinstance(c, CategoricalColumn) else None}
+                for c in self.columns]
+        return pd.DataFrame(rows, columns=["name", "type", "mean", "std", "n_categories",
+                                           "categories"])
+
 
 class ImageInput(_Model):
     """Images are decoded, converted to ``channels`` (1 = grey, 3 = RGB), resized to

@@ -5,14 +5,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from anomaly.evaluation import evaluate_path
+from anomaly.errors import InputError
+from anomaly.evaluation import check_report_path, evaluate_path, write_report
+from anomaly.evaluation.report import DEFAULT_TOP
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.report:
+        check_report_path(args.report)  # before any scoring
+    if args.top < 0:
+        raise InputError(f"--top must be 0 or more, got {args.top}")
     report = evaluate_path(
         args.bundle, args.input, label_column=args.label_column, out_dir=args.out_dir,
         mc_samples=args.mc_samples, seed=args.seed, progress=not args.quiet)
     print(report.describe())
+    if args.report:
+        page = write_report(args.bundle, args.input, report, args.report, top=args.top,
+                            seed=args.seed, mc_samples=args.mc_samples)
+        print(f"wrote the report to {page.path} (open it in a browser)")
     return 0
 
 
@@ -27,6 +37,11 @@ def register(commands: Any) -> None:
     p.add_argument("--out-dir", default=None,
                    help="where to write scores.csv, metrics.json and PNGs (default "
                         "./evaluation-<name>)")
+    p.add_argument("--report", default=None, metavar="FILE.html",
+                   help="also write one self-contained HTML page: curves, histogram, "
+                        "metrics, the top anomalies with heat maps or top columns, the bundle")
+    p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="K",
+                   help=f"top anomalies shown in the report (default {DEFAULT_TOP})")
     p.add_argument("--mc-samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

@@ -143,10 +143,10 @@ def evaluate_path(bundle: str | os.PathLike[str], source: str | os.PathLike[str]
         column_types=types, strings_can_be_null=True))
     scores = table.column("score").to_numpy()
     if image:
-        labels = np.array([_folder_label(p) for p in table.column("path").to_pylist()])
+        labels = np.array([folder_label(p) for p in table.column("path").to_pylist()])
     else:
         assert label_column is not None
-        labels = _labels(table, label_column)
+        labels = labels_from_column(table, label_column)
     se = table.column("score_se").to_numpy(zero_copy_only=False).astype(np.float64)
     return evaluate_scores(loaded, scores, labels, out, summary, se, mc_samples)
 
@@ -160,13 +160,13 @@ def _expected_fpr(bundle: Bundle, m: int) -> tuple[float, float]:
     return observed_fpr_interval(cal.size, rank, m)
 
 
-def _folder_label(relpath: str) -> bool:
+def folder_label(relpath: str) -> bool:
     """True (anomalous) for an image in a first-level subfolder that is not a normal one."""
     parts = relpath.split("/")
     return len(parts) > 1 and parts[0].lower() not in NORMAL_FOLDERS
 
 
-def _labels(table: pa.Table, column: str) -> np.ndarray:
+def labels_from_column(table: pa.Table, column: str) -> np.ndarray:
     values = table.column(LABEL_COL).to_pylist()
     out = np.zeros(len(values), dtype=bool)
     ids = table.column(table.column_names[0]).to_pylist()

@@ -207,6 +207,16 @@ class Scorer:
         prep = self.image
         return self.score(prep.transform_images(images), seeds, mc_samples, noise=noise)
 
+    def score_frame(self, frame: Any, explain: int = 0,
+                    seeds: int | Sequence[int] = DEFAULT_SEED,
+                    mc_samples: int | None = None, score_se: bool = False) -> Any:
+        """A pandas DataFrame of raw rows -> a DataFrame on its index: score, p_value,
+        is_anomaly (+ score_se, + the top ``explain`` columns);
+        :func:`anomaly.inference.frame.score_frame`."""
+        from anomaly.inference.frame import score_frame
+
+        return score_frame(self, frame, explain, seeds, mc_samples, score_se)
+
     def heatmaps(self, result: ScoreResult) -> np.ndarray:
         """Per-pixel anomaly maps (B, H, W): feature scores summed over channels."""
         c, h, w = self.image.shape

@@ -152,7 +152,10 @@ def test_demo_quick(tmp_path: Path) -> None:
     aucs = [float(line.split("AUROC")[1].split()[0]) for line in proc.stdout.splitlines()
             if "test AUROC" in line]
     assert len(aucs) == 2 and min(aucs) > 0.8
-    assert list((tmp_path / "demo" / "evaluation-digits" / "heatmaps").glob("*.png"))
+    assert len(list((tmp_path / "demo" / "evaluation-digits" / "heatmaps").glob("*.png"))) == 6
+    for name in ("breast_cancer", "digits"):
+        page = (tmp_path / "demo" / f"evaluation-{name}" / "report.html").read_text()
+        assert page.count('<img src="data:image/png;base64,') == (11 if name == "digits" else 5)
 
 
 def test_every_subcommand_help_renders() -> None:
