@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import matplotlib
 
@@ -14,8 +14,17 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-if TYPE_CHECKING:
-    from anomaly.calibration.metrics import ThresholdReport
+
+class ThresholdPoint(Protocol):
+    """A threshold and what it achieves (as :class:`anomaly.calibration.metrics.ThresholdReport`
+    has), for marking it on a figure without this module depending on calibration."""
+
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def recall(self) -> float: ...
+    @property
+    def precision(self) -> float: ...
 
 
 def _png(fig: Figure) -> bytes:
@@ -110,7 +119,7 @@ def heatmap_png(heat: np.ndarray) -> bytes:
 
 
 def pr_plot(fpr: np.ndarray, tpr: np.ndarray, n_pos: int, n_neg: int, auprc: float,
-             marks: Sequence[tuple[str, ThresholdReport]]) -> bytes:
+             marks: Sequence[tuple[str, ThresholdPoint]]) -> bytes:
     """Precision against recall, from the ROC points (tp = tpr * P, fp = fpr * N), with the
     share of anomalies (a random ranking's precision) as the baseline."""
     tp, fp = tpr[1:] * n_pos, fpr[1:] * n_neg  # the (0, 0) point has no precision
@@ -132,7 +141,7 @@ def pr_plot(fpr: np.ndarray, tpr: np.ndarray, n_pos: int, n_neg: int, auprc: flo
 
 
 def label_histogram(scores: np.ndarray, labels: np.ndarray,
-                     marks: Sequence[tuple[str, ThresholdReport]]) -> bytes:
+                     marks: Sequence[tuple[str, ThresholdPoint]]) -> bytes:
     """Scores of normal and anomalous samples, each as shares of its own group, with both
     thresholds. When the anomalies reach far beyond the spread of the normal scores (a table
     row 100x off scores ~1e4 nats), the axis is symmetric-log so that the normal bulk and the
