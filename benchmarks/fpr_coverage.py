@@ -92,6 +92,17 @@ def main() -> None:
     torch.set_num_threads(1)
     started = time.perf_counter()
     results: dict[str, Any] = {}
+    record: dict[str, Any] = {}
+
+    def save() -> None:  # after every table, so a stopped run keeps what it measured
+        record.update({"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                       "cpu": cpu_model(), "command": " ".join(sys.argv),
+                       "target_fpr": args.target_fpr, "splits": args.splits,
+                       "epochs": args.epochs,
+                       "seconds": round(time.perf_counter() - started, 1), "tables": results})
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+
     for table in args.tables:
         if table != "breast_cancer" and not (args.data / f"{table}.mat").is_file():
             print(f"skip {table}: no {args.data / table}.mat")
@@ -106,12 +117,8 @@ def main() -> None:
         print(f"{table:14s} n={len(x):5d} {'/'.join(r['methods']):9s} mean test FPR "
               f"{r['mean_test_fpr']:.4f} (target {args.target_fpr}) coverage "
               f"{r['coverage']:.2f}", flush=True)
-    record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu_model(),
-              "command": " ".join(sys.argv), "target_fpr": args.target_fpr,
-              "splits": args.splits, "epochs": args.epochs,
-              "seconds": round(time.perf_counter() - started, 1), "tables": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
+        save()
+    save()
     print(f"wrote {args.out} ({record['seconds']} s)")
 
 
