@@ -37,7 +37,12 @@ from anomaly.errors import InputError
 from anomaly.inference.frame import frame_columns, is_frame
 from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import TabularPreprocessor
-from training.bundle_graphs import export_for_bundle, score_rows, with_mc_error
+from training.bundle_graphs import (
+    export_for_bundle,
+    score_rows,
+    score_unexported,
+    with_mc_error,
+)
 from training.export import ExportedGraphs
 from training.likelihood import Likelihood
 from training.reference import LocalReference, fit_local_reference
@@ -154,13 +159,22 @@ class _Fitted:
     """One fitted model, exported: its result, its graphs and its reference."""
 
     result: FitResult
-    graphs: ExportedGraphs
+    graphs: ExportedGraphs | None  # None: a fold model, never shipped nor exported
     reference: LocalReference | None
+    kl: bool
+
+    def scores(self, x: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+        """(scores (N,), their standard errors (N,)) of rows ``x``, in row order."""
+        if self.graphs is None:
+            return score_unexported(self.result.model, self.reference, x, config, self.kl)
+        return score_rows(self.graphs, x, config)
 
 
 def _fit_one(x_fit: np.ndarray, x_val: np.ndarray, likelihood: Likelihood,
              image_shape: tuple[int, int, int] | None, tabular: bool,
-             config: TrainConfig) -> _Fitted:
+             config: TrainConfig, shipped: bool = True) -> _Fitted:
+    """Fit one model; export it when it is ``shipped`` or its scores need the exported graph
+    (int8: quantization changes them)."""
     torch.manual_seed(config.seed)  # weight initialisation is part of the seeded run
     vae = build_vae(x_fit.shape[1], likelihood, config.architecture, config.latent_dim,
                     tuple(config.hidden), image_shape, tuple(config.conv_channels),  # type: ignore[arg-type]
@@ -174,9 +188,11 @@ def _fit_one(x_fit: np.ndarray, x_val: np.ndarray, likelihood: Likelihood,
     elif config.reference != "none":
         raise InputError(f"unknown reference {config.reference!r}: use 'local' or 'none'")
     result = fit(vae, x_fit, x_val, config)
-    graphs = export_for_bundle(result.model, reference, x_fit, config,
-                               kl=tabular and config.score_kl)
-    return _Fitted(result, graphs, reference)
+    kl = tabular and config.score_kl
+    if not shipped and config.precision == "fp32":
+        return _Fitted(result, None, reference, kl)
+    return _Fitted(result, export_for_bundle(result.model, reference, x_fit, config, kl=kl),
+                   reference, kl)
 
 
 def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: InputSchema,
@@ -188,7 +204,7 @@ def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: Input
     tabular = image_shape is None
     if plan.method == "holdout":
         final = _fit_one(x[plan.train], x[plan.val], likelihood, image_shape, tabular, config)
-        calibration, se = score_rows(final.graphs, x[plan.cal], config)
+        calibration, se = final.scores(x[plan.cal], config)
     else:
         epochs = fixed_epochs(plan.n, config.batch_size, config.epochs)
         fixed = dataclasses.replace(config, epochs=epochs, patience=epochs + 1)
@@ -199,8 +215,8 @@ def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: Input
         for k, (fit_rows, out_rows) in enumerate(plan.folds):
             # the fold's own rows stand in for validation: no out-of-fold row may select weights
             fold = _fit_one(x[fit_rows], x[fit_rows], likelihood, image_shape, tabular,
-                            dataclasses.replace(fixed, seed=config.seed + 1 + k))
-            calibration[out_rows], se[out_rows] = score_rows(fold.graphs, x[out_rows], config)
+                            dataclasses.replace(fixed, seed=config.seed + 1 + k), shipped=False)
+            calibration[out_rows], se[out_rows] = fold.scores(x[out_rows], config)
         final = _fit_one(x, x, likelihood, image_shape, tabular, fixed)
     order = np.argsort(calibration, kind="stable")
     calibration, se = calibration[order], se[order]
@@ -240,6 +256,7 @@ def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: Input
         "training_curve.png": plots.training_curve(result.history, result.best_epoch),
         "calibration_histogram.png": plots.score_histogram(calibration, threshold.value),
     }
+    assert final.graphs is not None  # the shipped model is always exported
     path = write_bundle(out, manifest, final.graphs.full, calibration, figures,
                         score_onnx_bytes=final.graphs.score)
     return TrainReport(path, load_bundle(path).manifest, result, calibration)
