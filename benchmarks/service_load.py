@@ -373,9 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'configuration':32} {'clients':>7} {'req/s':>9} {'samples/s':>10} "
           f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'CPU us/req':>10}")
     for r in results:
-        cpu = "-" if r.server_cpu_us_per_request is None else f"{r.server_cpu_us_per_request:.0f}"
+        us = "-" if r.server_cpu_us_per_request is None else f"{r.server_cpu_us_per_request:.0f}"
         print(f"{r.name:32} {r.clients:>7} {r.requests_per_s:>9.1f} {r.samples_per_s:>10.1f} "
-              f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {cpu:>10}")
+              f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>6} {us:>10}")
     print(f"{'offline Scorer.score_rows':32} {'':>7} {'':>9} {offline_rows:>10.1f}")
     print(f"{'offline Scorer.score (x ready)':32} {'':>7} {'':>9} {offline_graph:>10.1f}")
     print(f"\nbatching on vs bare: {summary['single_sample_rps_vs_bare']:.0%} of the req/s; "

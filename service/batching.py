@@ -25,6 +25,7 @@ import numpy as np
 
 from anomaly.errors import AnomalyError, InputError
 from anomaly.inference import Scorer, ScoreResult
+from anomaly.preprocessing import all_finite
 from service.config import Settings
 from service.errors import OverloadedError
 from service.metrics import VersionMetrics
@@ -157,7 +158,7 @@ class DynamicBatcher:
         if x.ndim != 2 or x.shape[1] != self.scorer.input_dim or x.shape[0] == 0:
             raise InputError(f"expected input of shape (batch >= 1, {self.scorer.input_dim}), "
                              f"got {tuple(x.shape)}")
-        if not np.isfinite(x).all():  # checked here so one caller cannot fail a whole batch
+        if not all_finite(x):  # checked here so one caller cannot fail a whole batch
             raise InputError("input contains NaN or infinite values")
         if len(seeds) != x.shape[0]:
             raise InputError(f"got {len(seeds)} seeds for {x.shape[0]} samples")

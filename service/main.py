@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
             await repository.close()
+            logs.access.flush()
 
     app = ServiceApp(
         title="vae-anomaly inference service", description=DESCRIPTION,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes, access_log=settings.access_log,
         telemetry=None if settings.otel else TELEMETRY_OFF)
     app.state.service = state
+    app.service_state = state  # type: ignore[attr-defined]
     errors.install(app)
     app.include_router(routes_v1.router)
     app.include_router(routes_v2_extensions.router)  # before /v2/models/{name}: see there

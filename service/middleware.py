@@ -7,7 +7,6 @@ must cost microseconds.
 from __future__ import annotations
 
 import itertools
-import logging
 import re
 import time
 import uuid
@@ -15,9 +14,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anomaly.errors import PayloadTooLargeError
-from service.logs import ACCESS_LOGGER
-
-access_log = logging.getLogger(ACCESS_LOGGER)
+from service import logs
 
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 #: Generated ids: a random per-process prefix plus a counter (no urandom call per request).
@@ -83,14 +80,14 @@ class RequestContextMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         finally:
             if self.access_log:
-                access_log.info("%s %s %d", scope["method"], scope["path"], status or 500,
-                                extra={"fields": {
-                                    "request_id": rid,
-                                    "method": scope["method"],
-                                    "path": scope["path"],
-                                    "query": scope.get("query_string", b"").decode("latin-1"),
-                                    "status": status or 500,
-                                    "duration_ms": round((time.perf_counter() - t0) * 1e3, 3),
-                                    "bytes_in": received,
-                                    "client": (scope.get("client") or ("", 0))[0],
-                                }})
+                method, path, code = scope["method"], scope["path"], status or 500
+                logs.access.write(f"{method} {path} {code}", {
+                    "request_id": rid,
+                    "method": method,
+                    "path": path,
+                    "query": scope.get("query_string", b"").decode("latin-1"),
+                    "status": code,
+                    "duration_ms": round((time.perf_counter() - t0) * 1e3, 3),
+                    "bytes_in": received,
+                    "client": (scope.get("client") or ("", 0))[0],
+                })

@@ -32,7 +32,9 @@ class ServiceState:
 
 
 def get_state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.service
+    """The app's :class:`ServiceState` (``app.service_state``, set by ``create_app``: a plain
+    attribute, read several times per request, where ``app.state`` is a dynamic lookup)."""
+    state: ServiceState = request.scope["app"].service_state
     return state
 
 

@@ -105,6 +105,8 @@ class ScoreResult:
 
     def rows(self, start: int, stop: int) -> ScoreResult:
         """Rows start:stop of this result (views, no copies; explanations stay lazy)."""
+        if start == 0 and stop == len(self):
+            return self
         return ScoreResult(self.scores[start:stop], self.p_values[start:stop],
                            self.is_anomaly[start:stop], self.threshold, self.mc_samples,
                            self.explanation.rows(start, stop),

@@ -4,6 +4,7 @@ images (``image``), and what a raw value means (``values``)."""
 from anomaly.preprocessing.image import DEFAULT_MAX_PIXELS, ImagePreprocessor
 from anomaly.preprocessing.tabular import Prepared, TabularPreprocessor, rejected_rows_error
 from anomaly.preprocessing.values import (
+    all_finite,
     category_key,
     csv_category,
     is_missing,
@@ -16,6 +17,7 @@ __all__ = [
     "ImagePreprocessor",
     "Prepared",
     "TabularPreprocessor",
+    "all_finite",
     "category_key",
     "csv_category",
     "is_missing",

@@ -21,7 +21,8 @@ means (missing, category, number) is :mod:`anomaly.preprocessing.values`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from anomaly.bundle.schema import (
 )
 from anomaly.errors import InputError
 from anomaly.preprocessing.values import (
+    all_finite,
     category_key,
     csv_category,
     is_missing,
@@ -67,6 +69,13 @@ class _Fallback(Exception):
     """This input needs the columnar path (usually: it is invalid)."""
 
 
+def _one_value(name: str) -> Callable[[Any], tuple[Any, ...]]:
+    """``operator.itemgetter`` for one key, returning a 1-tuple as it does for several."""
+    def get(row: Any) -> tuple[Any, ...]:
+        return (row[name],)
+    return get
+
+
 class TabularPreprocessor:
     """Applies a :class:`TabularInput` schema to raw values."""
 
@@ -91,6 +100,10 @@ class TabularPreprocessor:
         self._numeric_at: slice | np.ndarray = (
             slice(0, len(index)) if index == list(range(len(index)))
             else np.array(index, dtype=np.intp))
+        #: row dict -> tuple of its numeric values in schema order (KeyError when one is absent)
+        self._numeric_getter: Callable[[Any], tuple[Any, ...]] = (
+            operator.itemgetter(*self._numeric_names) if len(self._numeric_names) > 1
+            else _one_value(self._numeric_names[0]) if self._numeric_names else tuple)
         self._means = np.array([c.mean for c, _ in numeric], dtype=np.float64)
         self._stds = np.array([c.std for c, _ in numeric], dtype=np.float64)
         #: (name, start, {category: slot}, unknown slot) per categorical column
@@ -123,6 +136,10 @@ class TabularPreprocessor:
         float32. Codes as an array are placed with a fixed handful of numpy calls; as lists
         (a few rows from :meth:`encode_rows`) one by one, which is faster for so few."""
         n = numeric.shape[0]
+        if not self._categorical and self._numeric_names:  # all numeric, in schema order
+            standard = np.subtract(numeric, self._means)  # (n, D) float64
+            np.divide(standard, self._stds, out=standard)
+            return standard.astype(np.float32)
         x = np.zeros((n, self.input_dim), dtype=np.float32)
         if self._numeric_names:
             x[:, self._numeric_at] = (numeric - self._means) / self._stds
@@ -232,15 +249,16 @@ class TabularPreprocessor:
             try:
                 # numpy converts each Python value with float(value), exactly as to_float;
                 # None becomes NaN (caught below); a missing key or a non-object row raises
-                numeric = np.array([[row[name] for name in names] for row in rows],
+                get = self._numeric_getter
+                numeric = np.array([get(row) for row in rows],
                                    dtype=np.float64)  # (B, n_numeric)
             except (KeyError, TypeError, ValueError, OverflowError):
                 raise _Fallback from None
-            if numeric.ndim != 2 or not np.isfinite(numeric).all():
+            if numeric.ndim != 2 or not all_finite(numeric):
                 raise _Fallback
         codes: list[list[int]] = []
         for row in rows:
-            if not isinstance(row, Mapping):
+            if type(row) is not dict and not isinstance(row, Mapping):
                 raise _Fallback
             slots = []
             for name, _, lookup, unknown in self._categorical:

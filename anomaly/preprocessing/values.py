@@ -10,12 +10,28 @@ would have produced, so that a CSV field scores the same whichever way it was re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from anomaly.errors import InputError
+
+#: Up to this many values :func:`all_finite` sums them as Python floats (no numpy call
+#: overhead); above it numpy's isfinite pass is the faster.
+_SMALL = 512
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every value of a float array is finite, in about 1 us for the few values of a
+    single-row request (numpy's ``isfinite(a).all()`` costs twice that in call overhead).
+    A sum of Python floats is finite exactly when every term is: NaN and infinities
+    propagate, and where finite terms overflow the sum is inf and the exact pass decides;
+    Python float arithmetic raises no floating-point warnings on the way."""
+    if a.size <= _SMALL and math.isfinite(sum(a.ravel().tolist())):
+        return True
+    return bool(np.isfinite(a).all())
 
 
 def is_missing(value: Any) -> bool:
