@@ -6,9 +6,10 @@ Layers, each importing only those below it (an import-linter contract holds the 
 ``bundle``; ``errors``, ``plots``, ``progress`` and ``_fs`` serve them all.
 """
 
+import importlib
 import importlib.metadata
+from typing import TYPE_CHECKING, Any
 
-from anomaly.batch import ScoreOptions, ScoreSummary, score_path
 from anomaly.bundle import SCHEMA_VERSION, Bundle, Manifest, load_bundle, write_bundle
 from anomaly.calibration import (
     at_threshold,
@@ -27,7 +28,6 @@ from anomaly.errors import (
     MissingExtraError,
     PayloadTooLargeError,
 )
-from anomaly.evaluation import EvaluationReport, evaluate_path
 from anomaly.inference import (
     DEFAULT_SEED,
     Graph,
@@ -37,6 +37,27 @@ from anomaly.inference import (
     read_bundle_schema,
 )
 from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor
+
+if TYPE_CHECKING:
+    from anomaly.batch import ScoreOptions, ScoreSummary, score_path
+    from anomaly.evaluation import EvaluationReport, evaluate_path
+
+#: Public names imported on first use: batch scoring (pyarrow's CSV machinery) and evaluation
+#: (matplotlib) are not what a scoring process needs, and importing them with the package
+#: cost the service 0.5 s of start-up and matplotlib's memory.
+_LAZY = {"ScoreOptions": "anomaly.batch", "ScoreSummary": "anomaly.batch",
+         "score_path": "anomaly.batch", "EvaluationReport": "anomaly.evaluation",
+         "evaluate_path": "anomaly.evaluation"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'anomaly' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 try:
     __version__ = importlib.metadata.version("vae-anomaly")

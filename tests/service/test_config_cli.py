@@ -85,3 +85,16 @@ def test_importing_the_service_never_imports_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_service_starts_without_plotting_or_batch_machinery() -> None:
+    """matplotlib (heat maps) and the batch scorer load on first use, not with the service:
+    they cost start-up time and memory that a scoring process does not need."""
+    code = ("import sys, service.main; service.main.create_app(service.Settings()); "
+            "left = [m for m in ('matplotlib', 'anomaly.evaluation', 'anomaly.batch', "
+            "'pandas', 'scipy', 'sklearn') if m in sys.modules]; "
+            "assert not left, left; import anomaly; anomaly.score_path; "
+            "assert 'anomaly.batch' in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
