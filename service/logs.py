@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import sys
 import time
@@ -126,23 +127,12 @@ class AccessLog:
         if not lines or handler is None:
             return
         text = (b"\n".join(lines) + b"\n").decode()
-        with handler.lock or _NO_LOCK:
+        with handler.lock or contextlib.nullcontext():
             try:
                 handler.stream.write(text)
                 handler.flush()
             except (OSError, ValueError):  # stderr closed or gone: nowhere left to say so
                 pass
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
 
 
 def _sole_json_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:
