@@ -76,15 +76,20 @@ def test_serve_refuses_a_missing_repository(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "port" in bad.stderr
 
 
+def _fresh_python(code: str) -> None:
+    """Run ``code`` in a new interpreter; it must print 'ok' (its asserts say what failed)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
 def test_importing_the_service_never_imports_torch() -> None:
     code = ("import sys, service, service.main, service.cli, service.routes_v1, "
             "service.routes_v2, service.repository; "
             "service.main.create_app(service.Settings()); "
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "assert 'training' not in sys.modules, 'training imported'; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    _fresh_python(code)
 
 
 def test_the_service_starts_without_plotting_or_batch_machinery() -> None:
@@ -95,6 +100,4 @@ def test_the_service_starts_without_plotting_or_batch_machinery() -> None:
             "'pandas', 'scipy', 'sklearn') if m in sys.modules]; "
             "assert not left, left; import anomaly; anomaly.score_path; "
             "assert 'anomaly.batch' in sys.modules; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    _fresh_python(code)
