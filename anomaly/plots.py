@@ -38,7 +38,10 @@ def training_curve(history: Sequence[dict[str, float]], best_epoch: int) -> byte
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(epochs, [-h["train_loss"] for h in history], label="train ELBO (beta-weighted)")
-    ax.plot(epochs, [h["val_elbo"] for h in history], label="validation ELBO")
+    ax.plot(epochs, [h["val_elbo"] for h in history], label="validation ELBO (mean)")
+    if all("val_median_elbo" in h for h in history):  # the second early-stopping criterion
+        ax.plot(epochs, [h["val_median_elbo"] for h in history],
+                label="validation ELBO (median row)")
     ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"kept: epoch {best_epoch}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO per sample (nats)")

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -105,11 +106,21 @@ def _beta(epoch: int, config: TrainConfig) -> float:
     return config.beta * min(1.0, (epoch + 1) / config.kl_warmup_epochs)
 
 
+class Validation(NamedTuple):
+    """One epoch's validation figures, per row, in nats."""
+
+    elbo: float  #: mean ELBO: selects the kept weights; the curve and manifest show it
+    rec: float  #: mean reconstruction term
+    kl: float  #: mean KL term
+    median_elbo: float  #: median row's ELBO: while it improves, training goes on (see fit)
+
+
 @torch.no_grad()
 def evaluate_elbo(model: VAE, x: torch.Tensor, generator: torch.Generator,
-                  batch_size: int = 1024) -> tuple[float, float, float]:
-    """Mean (elbo, rec, kl) per sample on ``x`` with one latent draw each, in nats."""
+                  batch_size: int = 1024) -> Validation:
+    """ELBO, reconstruction and KL of the rows of ``x`` with one latent draw each."""
     model.eval()
+    elbos: list[torch.Tensor] = []
     rec_sum = kl_sum = 0.0
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
@@ -118,15 +129,27 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, generator: torch.Generator,
         terms = model.elbo(xb, eps)
         rec_sum += float(terms.rec.sum())
         kl_sum += float(terms.kl.sum())
+        elbos.append((terms.rec - terms.kl).reshape(-1).cpu())  # (B,)
     n = x.shape[0]
-    return (rec_sum - kl_sum) / n, rec_sum / n, kl_sum / n
+    median = float(torch.cat(elbos).median()) if elbos else math.nan
+    return Validation((rec_sum - kl_sum) / n, rec_sum / n, kl_sum / n, median)
 
 
 def fit(model: VAE, x_train: np.ndarray, x_val: np.ndarray, config: TrainConfig,
         threads: int | None = None) -> FitResult:
-    """Train ``model`` on ``x_train`` (N, D); keep the weights with the best validation ELBO
-    (measured at full beta, so epochs compare), stop after ``patience`` epochs without one.
-    ``threads``: torch threads on the CPU (default :func:`choose_threads`)."""
+    """Train ``model`` on ``x_train`` (N, D); keep the weights with the best mean validation
+    ELBO (measured at full beta, so epochs compare), stop after ``patience`` epochs in which
+    neither the mean nor the median row's validation ELBO reached a new best.
+    ``threads``: torch threads on the CPU (default :func:`choose_threads`).
+
+    Why two: each alone stops too early on real tables. The mean follows a few rows: on ODDS
+    optdigits (seed 2) rows with pixel values the training rows rarely show fell steeply as
+    the decoder grew confident on those columns, so the mean peaked at epoch 12 and training
+    stopped at 27 (test AUROC 0.771) while the median row kept improving, and the mean itself
+    recovered to a new best at epoch 195 (AUROC 0.944). The median ignores a few rows: with
+    ten extreme glitch rows in the normal data, the first epochs spend their capacity on them
+    and every typical row gets worse for a while, so the median peaked at epoch 12 (AUROC
+    0.609) while the mean kept rising (best at 51, AUROC 0.852)."""
     device = resolve_device(config.device)
     if device.type != "cpu":
         return _fit(model, x_train, x_val, config, device)
@@ -150,6 +173,7 @@ def _fit(model: VAE, x_train: np.ndarray, x_val: np.ndarray, config: TrainConfig
                            foreach=True)
     best_state = copy.deepcopy(model.state_dict())
     best_elbo, best_epoch, history = -math.inf, 0, []
+    best_median, improved = -math.inf, 0  # improved: the last epoch either criterion rose
     restarts = 0
     n = xt.shape[0]
     bar = tqdm(range(config.epochs), desc="training", unit="epoch", disable=not config.progress,
@@ -170,11 +194,13 @@ def _fit(model: VAE, x_train: np.ndarray, x_val: np.ndarray, config: TrainConfig
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             loss_sum += loss.item() * xb.shape[0]
-        val_elbo, val_rec, val_kl = evaluate_elbo(
-            model, xv, torch.Generator().manual_seed(val_gen_seed))
+        val = evaluate_elbo(model, xv, torch.Generator().manual_seed(val_gen_seed))
+        val_elbo = val.elbo
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / n, "val_elbo": val_elbo,
-                        "val_rec": val_rec, "val_kl": val_kl, "beta": beta})
-        if not (math.isfinite(val_elbo) and math.isfinite(loss_sum)):
+                        "val_median_elbo": val.median_elbo, "val_rec": val.rec,
+                        "val_kl": val.kl, "beta": beta})
+        if not (math.isfinite(val_elbo) and math.isfinite(val.median_elbo)
+                and math.isfinite(loss_sum)):
             # diverged: back to the best weights so far with a smaller step, a few times
             restarts += 1
             if restarts > MAX_RESTARTS:
@@ -193,12 +219,15 @@ def _fit(model: VAE, x_train: np.ndarray, x_val: np.ndarray, config: TrainConfig
             continue
         # Only compare once the KL weight is at full strength: earlier ELBOs are not the
         # objective the user asked for.
-        if epoch + 1 >= config.kl_warmup_epochs and val_elbo > best_elbo:
-            best_elbo, best_epoch = val_elbo, epoch + 1
-            best_state = copy.deepcopy(model.state_dict())
+        if epoch + 1 >= config.kl_warmup_epochs:
+            if val_elbo > best_elbo:
+                best_elbo, best_epoch, improved = val_elbo, epoch + 1, epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+            if val.median_elbo > best_median:
+                best_median, improved = val.median_elbo, epoch + 1
         bar.set_postfix(refresh=False, loss=f"{loss_sum / n:.2f}", val_elbo=f"{val_elbo:.2f}",
                         best=best_epoch)
-        if best_epoch and epoch + 1 - best_epoch >= config.patience:
+        if improved and epoch + 1 - improved >= config.patience:
             break
     bar.close()
     if best_epoch == 0:  # fewer epochs than the warm-up: keep the last weights

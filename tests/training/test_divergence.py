@@ -23,9 +23,11 @@ def test_a_nan_epoch_is_survived_by_a_restart(tmp_path: Path,
     real = trainer.evaluate_elbo
     calls = {"n": 0}
 
-    def once_nan(*args: Any, **kwargs: Any) -> tuple[float, float, float]:
+    def once_nan(*args: Any, **kwargs: Any) -> trainer.Validation:
         calls["n"] += 1
-        return (float("nan"), 0.0, 0.0) if calls["n"] == 4 else real(*args, **kwargs)
+        nan = float("nan")
+        return trainer.Validation(nan, 0.0, 0.0, nan) if calls["n"] == 4 \
+            else real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "evaluate_elbo", once_nan)
     cols = make_tabular(800, seed=2)
@@ -49,3 +51,4 @@ def test_a_run_that_keeps_diverging_says_what_to_try(tmp_path: Path) -> None:
     last = proc.stderr.strip().splitlines()[-1]  # after the restart warnings
     assert last.startswith("error: training diverged") and "--lr 1e-4" in last
     assert "internal error" not in proc.stderr and not (tmp_path / "m").exists()
+
