@@ -183,9 +183,10 @@ def p_values(scores: np.ndarray, calibration_sorted: np.ndarray) -> np.ndarray:
     P(p <= u) <= u for every u, so flagging p <= alpha has FPR at most alpha; comparable
     across models. ``calibration_sorted`` must be sorted ascending.
     """
-    n = calibration_sorted.size
-    at_least = n - np.searchsorted(calibration_sorted, scores, side="left")
-    return (1.0 + at_least) / (n + 1.0)
+    n1 = calibration_sorted.size + 1.0
+    # (1 + n - #{calibration < s}) / (n + 1): the method call and two ufuncs, ~2 us at B = 1
+    # where the four-step form through np.searchsorted cost ~5 us of the Scorer's own time
+    return (n1 - calibration_sorted.searchsorted(scores, side="left")) / n1
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,12 @@ from anomaly.errors import InputError
 from anomaly.inference.graph import Graph, seed_array
 from anomaly.inference.noise import DEFAULT_SEED, check_method
 from anomaly.inference.uncertainty import score_se
-from anomaly.preprocessing import DEFAULT_MAX_PIXELS, ImagePreprocessor, TabularPreprocessor
+from anomaly.preprocessing import (
+    DEFAULT_MAX_PIXELS,
+    ImagePreprocessor,
+    TabularPreprocessor,
+    all_finite,
+)
 
 
 class Explanation:
@@ -179,14 +184,16 @@ class Scorer:
                                       method)
         # NaN or inf in x always reaches the score (every feature enters the likelihood), so
         # the (B, D) check runs only when a score is not finite: B values instead of B * D
-        if not np.isfinite(score).all() and not np.isfinite(x).all():
+        if not all_finite(score) and not all_finite(x):
             raise InputError("input contains NaN or infinite values")
         scores = score.astype(np.float64)
+        bundle = self.bundle
+        threshold = bundle.threshold
         return ScoreResult(
             scores=scores,
-            p_values=p_values(scores, self.bundle.calibration_scores),
-            is_anomaly=scores > self.threshold,
-            threshold=self.threshold,
+            p_values=p_values(scores, bundle.calibration_scores),
+            is_anomaly=scores > threshold,
+            threshold=threshold,
             mc_samples=L,
             explanation=explanation,
             log_weights=log_w,
