@@ -42,7 +42,8 @@ class TrainConfig:
     batch_size: int = field(default=128, metadata=_flag("minibatch size"))
     lr: float = field(default=1e-3, metadata=_flag("Adam learning rate"))
     weight_decay: float = field(default=0.0, metadata=_flag("Adam weight decay"))
-    patience: int = field(default=15, metadata=_flag("early-stopping patience in epochs"))
+    patience: int = field(default=15, metadata=_flag(
+        "early stopping: epochs without a new best mean or median validation ELBO"))
     kl_warmup_epochs: int = field(default=10, metadata=_flag(
         "epochs of linear KL warm-up", flag="--kl-warmup"))
     beta: float = field(default=1.0, metadata=_flag("KL weight after warm-up"))
