@@ -6,6 +6,7 @@ default value."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -53,9 +54,15 @@ def serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+    try:  # one socket write per response (service/transport.py)
+        from service.transport import HttpProtocol
+        http: type[asyncio.Protocol] | str = HttpProtocol
+    except ImportError:  # pragma: no cover - an install without httptools: uvicorn's h11
+        http = "auto"
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port,
-                            log_config=None, access_log=False, log_level=settings.log_level,
-                            server_header=False, timeout_graceful_shutdown=10)
+                            http=http, log_config=None, access_log=False,
+                            log_level=settings.log_level, server_header=False,
+                            timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     server.run()
     # uvicorn sets should_exit on a signal and started once the lifespan finished; a failed

@@ -25,9 +25,10 @@ def test_service_load_quick(bundles: TrainedBundles, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads(out.read_text())
     names = [r["name"] for r in report["http"]]
-    assert names[:3] == ["bare FastAPI endpoint", "service, batching on",
-                         "service, batching off"]
+    assert names[:4] == ["bare FastAPI endpoint", "bare endpoint, one write/response",
+                         "service, batching on", "service, batching off"]
     assert all(r["errors"] == 0 and r["requests"] > 0 for r in report["http"])
     assert report["offline"]["score_rows_samples_per_s"] > 0
     assert all(len(rounds) == 2 for rounds in report["http_rounds"].values())
     assert "batching on vs bare" in run.stdout
+    assert report["summary"]["single_sample_rps_vs_bare_one_write"] > 0
