@@ -276,6 +276,8 @@ class DynamicBatcher:
                         it.future.set_exception(exc)
                 return
             returned = time.perf_counter()
+            # the score, p-value and anomaly metrics once per batch, not once per request
+            self.metrics.scored(result.scores, result.p_values, result.is_anomaly)
             start = 0
             for it in batch:
                 stop = start + it.n

@@ -279,8 +279,9 @@ class VersionMetrics:
     stats: InferenceStats = field(default_factory=InferenceStats)
 
     def scored(self, scores: np.ndarray, p_values: np.ndarray, flags: np.ndarray) -> None:
-        """Per-sample outputs of one request: scores (B,), p-values (B,), flags (B,) bool."""
-        if scores.size == 1:  # the common single-sample request, without numpy's overheads
+        """Per-sample outputs of one onnxruntime batch (every request in it): scores (B,),
+        p-values (B,), flags (B,) bool."""
+        if scores.size == 1:  # a batch of one sample, without numpy's overheads
             self.samples.inc()
             if flags[0]:
                 self.anomalies.inc()

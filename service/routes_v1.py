@@ -132,7 +132,6 @@ async def score(request: Request, name: str) -> Response:
         x, filenames = await _read_inputs(request, mv, strict)  # (B, D)
         s = settings.default_seed if seed is None else seed
         result = await admission.submit(x, [s] * x.shape[0], n_mc)
-        mv.metrics.scored(result.scores, result.p_values, result.is_anomaly)
         items = _items(mv, result, SCORE_SE.read(request))
         if filenames:
             for item, fname in zip(items, filenames, strict=True):

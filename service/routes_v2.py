@@ -176,7 +176,6 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         except InputError as exc:  # anything else the request got wrong: 400, as Triton
             raise ProtocolError(str(exc)) from exc
         result = await admission.submit(x, seeds, n_mc)
-        mv.metrics.scored(result.scores, result.p_values, result.is_anomaly)
         arrays: dict[str, np.ndarray] = {"score": result.scores.astype(np.float64),
                   "feature_scores": result.feature_scores.astype(np.float32),
                   "is_anomaly": result.is_anomaly.astype(np.bool_),
