@@ -135,6 +135,10 @@ def _app() -> FastAPI:
     async def echo(body: dict[str, Any]) -> Response:
         return Response(f'{{"got": {body["n"]}}}', media_type="application/json")
 
+    @app.get("/big")
+    async def big() -> Response:  # over FLUSH_BYTES: sent at once, not held for the loop
+        return Response(bytes(range(256)) * 1200, media_type="application/octet-stream")
+
     @app.get("/stream")
     async def stream() -> StreamingResponse:
         async def chunks() -> AsyncIterator[bytes]:
@@ -205,9 +209,12 @@ def test_real_server_answers_pipelined_and_streamed_requests(served: tuple[str, 
             assert head.startswith(b"HTTP/1.1 200")
             bodies.append(body)
         writes_per_response = len(WRITES) / 3
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, large, rest = _read_response(sock, rest)
         sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
         head, streamed, _ = _read_response(sock, rest)
     assert bodies == [b'{"got": 1}', b'{"got": 2}', b'{"got": 3}']
+    assert large == bytes(range(256)) * 1200
     assert head.startswith(b"HTTP/1.1 200")
     # chunked framing intact: "4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n"
     assert streamed == b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n"
