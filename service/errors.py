@@ -12,6 +12,7 @@ import math
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from anomaly.errors import (
@@ -121,6 +122,9 @@ def respond(request: Request, exc: Exception) -> Response:
         return error_response(422, _validation_message(exc))
     if isinstance(exc, StarletteHTTPException):
         return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+    if isinstance(exc, ClientDisconnect):  # nobody will read it; no traceback for a hang-up
+        return error_response(400, "the client closed the connection before sending the "
+                                   "whole request body")
     log.exception("unhandled error", exc_info=exc, extra={"fields": _request_fields(request)})
     rid = request.scope.get("state", {}).get("request_id", "")
     return error_response(500, f"internal error (request id {rid}); see the service log")

@@ -25,7 +25,8 @@ _counter = itertools.count(1)
 class RequestContextMiddleware:
     """Sets ``scope["state"]["request_id"]`` and ``["t0"]`` (perf_counter seconds at
     arrival), caps the request body at ``max_body_bytes`` (PayloadTooLargeError -> 413 when
-    a handler reads past it, or at once when Content-Length says so), and logs one line."""
+    a handler reads past it, or at once when Content-Length says so), and logs one line
+    (status 499 when the client hung up while its body was being read)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, access_log: bool = True) -> None:
         self.app = app
@@ -51,15 +52,18 @@ class RequestContextMiddleware:
         limit = self.max_body_bytes
         received = 0
         status = 0
+        disconnected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, disconnected
             if declared > limit:
                 raise PayloadTooLargeError(
                     f"request body of {declared} bytes is over the limit of {limit} bytes; "
                     "send fewer samples per request")
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            elif message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise PayloadTooLargeError(
@@ -80,7 +84,10 @@ class RequestContextMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         finally:
             if self.access_log:
-                method, path, code = scope["method"], scope["path"], status or 500
+                # 499 (nginx's "client closed request"): the client hung up while the body
+                # was being read, whatever the handler then answered to nobody
+                code = 499 if disconnected else status or 500
+                method, path = scope["method"], scope["path"]
                 logs.access.write(f"{method} {path} {code}", {
                     "request_id": rid,
                     "method": method,

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from anomaly.errors import AnomalyError, InputError
@@ -65,6 +66,10 @@ def outcome_of(exc: BaseException) -> str:
     """The ``outcome`` label for a request that ended in ``exc``."""
     if isinstance(exc, AuthError):
         return "unauthorized"
+    if isinstance(exc, ClientDisconnect):
+        # the client hung up before its body arrived (logged as 499): its side of the
+        # connection failed, not the server, so it must not feed the server-error alert
+        return "client_error"
     if isinstance(exc, OverloadedError):
         return "rejected"
     if isinstance(exc, AnomalyError) and 400 <= status_of(exc) < 500:

@@ -20,6 +20,7 @@ from tests.service.conftest import (
     AUTH,
     Server,
     TrainedBundles,
+    cancer_table,
     make_repo,
     metric_value,
     png_bytes,
@@ -339,3 +340,57 @@ def test_lenient_input_is_an_explicit_opt_in(server: Server, bundles: TrainedBun
         lenient.stop()
     assert [r.status_code for r in by_setting] == [200, 200, 200]
     assert [r.status_code for r in overridden] == [422, 422, 422]
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(server: Server) -> None:
+    """A client that closes its connection before its whole body arrived (a flaky network, a
+    load balancer's timeout, a hostile client) is counted as a client error and logged as 499:
+    it must not feed the server-error alert (deploy/prometheus/alerts.yml)."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    body = b'{"rows": [{"mean_radius": 14.0}]}'
+    head = (f"POST {CANCER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {API_KEY}\r\nX-Request-ID: hangup-test\r\n"
+            f"Content-Length: {len(body) + 100}\r\n\r\n").encode()
+
+    def outcomes() -> tuple[float, float]:
+        with server.client(headers=AUTH) as c:
+            text = c.get("/metrics").text
+        return (metric_value(text, "anomaly_requests_total", model="cancer",
+                             outcome="client_error"),
+                metric_value(text, "anomaly_requests_total", model="cancer",
+                             outcome="server_error"))
+
+    client_before, server_before = outcomes()
+    for _ in range(3):
+        with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+            sock.sendall(head + body)  # 100 bytes short of what Content-Length promises
+            time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while outcomes()[0] < client_before + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client_after, server_after = outcomes()
+    assert client_after == client_before + 3
+    assert server_after == server_before
+    # and on a route FastAPI dispatches (the Triton repository extension reads a body too)
+    index = (f"POST /v2/repository/index HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+             f"{API_KEY}\r\nX-Request-ID: hangup-index\r\nContent-Length: 50\r\n\r\n{{")
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(index.encode())
+        time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while (time.monotonic() < deadline
+           and not any("hangup-index" in line for line in server.log_lines())):
+        time.sleep(0.05)
+    logged = [json.loads(line) for line in server.log_lines() if "hangup-" in line]
+    access = [e for e in logged if e.get("logger") == "service.access"]
+    assert [e["status"] for e in access if e["request_id"] == "hangup-test"] == [499] * 3
+    assert [e["status"] for e in access if e["request_id"] == "hangup-index"] == [499]
+    assert not any(e.get("level") == "error" for e in logged)  # no "unhandled error" trace
+    names, x, _ = cancer_table()
+    with server.client(headers=AUTH) as c:  # and it keeps serving
+        ok = c.post(CANCER, json={"rows": [dict(zip(names, x[0].tolist(), strict=True))]})
+    assert ok.status_code == 200, ok.text
