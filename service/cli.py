@@ -86,4 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service",
                                      description="Run the vae-anomaly inference service.")
     add_arguments(parser)
-    return serve(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return serve(args)
+    except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its graceful shutdown
+        print("interrupted", file=sys.stderr)
+        return 130

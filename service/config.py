@@ -42,6 +42,10 @@ class Settings(BaseSettings):
         "network policy"))
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description=(
         "largest request body accepted, in bytes; larger ones get 413"))
+    body_timeout_s: float = Field(default=60.0, gt=0, description=(
+        "seconds from a request's arrival by which its whole body must have arrived; slower "
+        "ones get 408, so a stalled or vanished client cannot hold queue capacity or a model "
+        "version forever"))
     max_image_pixels: int = Field(default=16_777_216, gt=0, description=(
         "largest decoded image (width * height) accepted; guards against decompression bombs"))
     max_items_per_request: int = Field(default=4096, gt=0, description=(

@@ -35,6 +35,10 @@ class ProtocolError(InputError):
     metadata (datatype, shape, input names): 400, as Triton and KServe answer it."""
 
 
+class RequestTimeoutError(InputError):
+    """The request's body did not arrive within the service's ``body_timeout_s``."""
+
+
 class ConflictError(AnomalyError):
     """The request conflicts with how this server manages its models (an explicit unload of
     a model whose versions follow the repository on disk)."""
@@ -62,6 +66,7 @@ STATUS: dict[type[AnomalyError], int] = {
     ProtocolError: 400,
     AuthError: 401,
     ModelNotFoundError: 404,
+    RequestTimeoutError: 408,
     ConflictError: 409,
     UnsupportedMediaTypeError: 415,
     PayloadTooLargeError: 413,
@@ -96,6 +101,8 @@ def response_for(exc: AnomalyError) -> Response:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     if isinstance(exc, AuthError):
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RequestTimeoutError):  # the rest of its body must not be read as
+        headers["Connection"] = "close"  # the next request on this connection
     return error_response(status_of(exc), str(exc), headers)
 
 
@@ -137,7 +144,11 @@ def install(app: FastAPI) -> None:
     async def handler(request: Request, exc: Exception) -> Response:
         return respond(request, exc)
 
-    for kind in (AnomalyError, RequestValidationError, StarletteHTTPException, Exception):
+    # every class but Exception is handled in Starlette's exception middleware; Exception's
+    # handler runs in its server-error middleware, which re-raises after answering (uvicorn
+    # then logs a traceback): right for bugs, not for a client that hung up
+    for kind in (AnomalyError, RequestValidationError, StarletteHTTPException,
+                 ClientDisconnect, Exception):
         app.add_exception_handler(kind, handler)
 
 

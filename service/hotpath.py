@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import errors
-from service.middleware import RequestContextMiddleware
+from service.middleware import BodyDeadlines, RequestContextMiddleware
 
 Endpoint = Callable[[Request, str], Awaitable[Response]]
 
@@ -58,15 +58,16 @@ class ServiceApp(FastAPI):
     dispatched before its middleware stack."""
 
     def __init__(self, *, hot_routes: Sequence[HotRoute], max_body_bytes: int,
-                 access_log: bool, **kwargs: Any) -> None:
+                 access_log: bool, body_timeout_s: float = 60.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot_routes = tuple(hot_routes)
         # the same request context on both ways in: inside FastAPI's stack for every other
-        # route, directly around the hot routes
+        # route, directly around the hot routes (one body-deadline watchdog for both)
+        deadlines = BodyDeadlines(body_timeout_s)
         self.add_middleware(RequestContextMiddleware, max_body_bytes=max_body_bytes,
-                            access_log=access_log)
+                            access_log=access_log, deadlines=deadlines)
         self._hot = RequestContextMiddleware(self._serve_hot, max_body_bytes=max_body_bytes,
-                                             access_log=access_log)
+                                             access_log=access_log, deadlines=deadlines)
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()

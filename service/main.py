@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         hot_routes=[HotRoute("/v1/models/{name}/score", routes_v1.score),
                     HotRoute("/v2/models/{name}/infer", routes_v2.infer)],
         max_body_bytes=settings.max_body_bytes, access_log=settings.access_log,
-        telemetry=None if settings.otel else TELEMETRY_OFF)
+        body_timeout_s=settings.body_timeout_s, telemetry=None if settings.otel else TELEMETRY_OFF)
     app.state.service = state
     app.service_state = state  # type: ignore[attr-defined]
     errors.install(app)

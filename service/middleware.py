@@ -6,6 +6,7 @@ must cost microseconds.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import time
@@ -15,11 +16,48 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anomaly.errors import PayloadTooLargeError
 from service import logs
+from service.errors import RequestTimeoutError
 
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 #: Generated ids: a random per-process prefix plus a counter (no urandom call per request).
 _PREFIX = uuid.uuid4().hex[:12]
 _counter = itertools.count(1)
+
+
+class BodyDeadlines:
+    """Cancels body reads that run past their request's deadline (arrival + ``timeout_s``).
+
+    Why: a client that stops sending mid-body, or vanishes without closing its connection,
+    would otherwise keep its request waiting forever, holding its place in the model's
+    queue capacity and its lease on the model version (which blocks that version's
+    unloading). ``asyncio.timeout`` per read costs 5-7 us (a libuv timer each); here a read
+    only registers its task in a dict, and one watchdog task per event loop looks at the
+    reads in progress every ``interval_s`` seconds, so a late body is cut off within
+    ``interval_s`` of its deadline."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.interval_s = min(1.0, timeout_s / 4)
+        self.reading: dict[asyncio.Task[object], float] = {}  # task -> deadline
+        self.expired: set[asyncio.Task[object]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def ensure_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._watchdog is None or self._watchdog.done():
+            self._loop = loop
+            self._watchdog = loop.create_task(self._watch(), name="body-deadlines")
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            now = time.perf_counter()
+            late = [task for task, deadline in self.reading.items() if deadline <= now]
+            for task in late:
+                del self.reading[task]
+                self.expired.add(task)
+                task.cancel()
 
 
 class RequestContextMiddleware:
@@ -28,10 +66,12 @@ class RequestContextMiddleware:
     a handler reads past it, or at once when Content-Length says so), and logs one line
     (status 499 when the client hung up while its body was being read)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, access_log: bool = True,
+                 deadlines: BodyDeadlines | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.deadlines = deadlines or BodyDeadlines(60.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,17 +93,24 @@ class RequestContextMiddleware:
         received = 0
         status = 0
         disconnected = False
+        body_done = False
+        deadlines = self.deadlines
+        deadline = t0 + deadlines.timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal received, disconnected
+            nonlocal received, disconnected, body_done
             if declared > limit:
                 raise PayloadTooLargeError(
                     f"request body of {declared} bytes is over the limit of {limit} bytes; "
                     "send fewer samples per request")
-            message = await receive()
+            if body_done:  # e.g. a disconnect listener: no deadline once the body is in
+                message = await receive()
+            else:
+                message = await _receive_by(deadline, deadlines, receive)
             if message["type"] == "http.disconnect":
                 disconnected = True
             elif message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise PayloadTooLargeError(
@@ -98,3 +145,24 @@ class RequestContextMiddleware:
                     "bytes_in": received,
                     "client": (scope.get("client") or ("", 0))[0],
                 })
+
+
+async def _receive_by(deadline: float, deadlines: BodyDeadlines, receive: Receive) -> Message:
+    """``receive()``, or RequestTimeoutError once ``deadline`` (perf_counter s) has passed."""
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - ASGI apps always run in a task
+        return await receive()
+    deadlines.ensure_running()
+    deadlines.reading[task] = deadline
+    try:
+        return await receive()
+    except asyncio.CancelledError:
+        if task not in deadlines.expired:
+            raise  # cancelled by someone else (shutdown): not ours to swallow
+        deadlines.expired.discard(task)
+        task.uncancel()
+        raise RequestTimeoutError(
+            f"the request body did not arrive within {deadlines.timeout_s:g} s of the "
+            "request; send it faster, or in smaller requests") from None
+    finally:
+        deadlines.reading.pop(task, None)

@@ -59,6 +59,7 @@ ERRORS: dict[int, str] = {
     401: "missing or wrong bearer token",
     404: "no such model or version is loaded (or no such model directory)",
     409: "the request conflicts with how this server manages models",
+    408: "the request body did not arrive within the configured body timeout",
     413: "body, rows, images or pixels over the configured limits",
     415: "unsupported Content-Type",
     422: "the request is well formed but its values do not fit (columns, types, image size "

@@ -110,7 +110,7 @@ async def reload_model(request: Request, name: str, force: bool = False) -> Resp
 
 
 @router.post("/models/{name}/score", summary="Score rows or images",
-             responses=responses(ScoreResponse, 400, 404, 413, 415, 422, 500, 503),
+             responses=responses(ScoreResponse, 400, 404, 408, 413, 415, 422, 500, 503),
              openapi_extra={**SCORE_BODY_DOC, **NEEDS_API_KEY,
                             "parameters": [p.openapi() for p in SCORE_QUERY]})
 async def score(request: Request, name: str) -> Response:

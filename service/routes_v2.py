@@ -55,7 +55,7 @@ INFER_DOC: dict[str, Any] = {
                                    "binary tail"}],
     **NEEDS_API_KEY,
 }
-INFER_RESPONSES = responses(InferResponse, 400, 404, 413, 500, 503, ok_content={
+INFER_RESPONSES = responses(InferResponse, 400, 404, 408, 413, 500, 503, ok_content={
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}})
 INFER_RESPONSES[200]["headers"] = {"Inference-Header-Content-Length": {
     "description": "binary outputs: bytes of JSON before the binary tail",

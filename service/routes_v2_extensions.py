@@ -42,7 +42,7 @@ UNLOAD_DOC: dict[str, Any] = {
     "requestBody": {"required": False, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/RepositoryUnloadRequest"}}}},
     **NEEDS_API_KEY}
-INDEX_RESPONSES = responses(None, 400, 413, ok_content={"application/json": {"schema": {
+INDEX_RESPONSES = responses(None, 400, 408, 413, ok_content={"application/json": {"schema": {
     "type": "array", "items": {"$ref": "#/components/schemas/RepositoryIndexEntry"}}}})
 
 
@@ -197,7 +197,7 @@ async def index(request: Request) -> Response:
 
 
 @router.post("/repository/models/{name}/load", summary="Load or reload a model from its "
-             "directory (Triton extension)", responses=responses(ReloadReport, 400, 404, 413),
+             "directory (Triton extension)", responses=responses(ReloadReport, 400, 404, 408, 413),
              openapi_extra=LOAD_DOC)
 async def load(request: Request, name: str) -> Response:
     """A reload from disk. 400 when a version failed to load (the previous load, if any,

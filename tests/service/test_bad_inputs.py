@@ -390,7 +390,58 @@ def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(server: Server) -
     assert [e["status"] for e in access if e["request_id"] == "hangup-test"] == [499] * 3
     assert [e["status"] for e in access if e["request_id"] == "hangup-index"] == [499]
     assert not any(e.get("level") == "error" for e in logged)  # no "unhandled error" trace
+    assert not any("ClientDisconnect" in line for line in server.log_lines())
     names, x, _ = cancer_table()
     with server.client(headers=AUTH) as c:  # and it keeps serving
         ok = c.post(CANCER, json={"rows": [dict(zip(names, x[0].tolist(), strict=True))]})
     assert ok.status_code == 200, ok.text
+
+
+def test_a_stalled_body_gets_408_and_frees_its_place(bundles: TrainedBundles,
+                                                      tmp_path: Path) -> None:
+    """A client that sends headers and part of its body, then nothing (without closing), is
+    answered 408 once ``body_timeout_s`` has passed, and its connection is closed; the model
+    version it leased can then be swapped, and other requests are served meanwhile."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    srv = start_server(make_repo(bundles, tmp_path / "models"), tmp_path,
+                       "--body-timeout-s", "1", "--max-queue-size", "2")
+    try:
+        url = urlsplit(srv.url)
+        body = b'{"rows": [{"mean_radius": 14.0}]}'
+        head = (f"POST {CANCER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"X-Request-ID: stalled-body\r\nContent-Length: {len(body) + 100}\r\n\r\n")
+        stalled = []
+        for _ in range(2):  # as many as the queue holds: without the deadline, a 503 wall
+            sock = socket.create_connection((url.hostname, url.port), timeout=10)
+            sock.sendall(head.encode() + body)
+            stalled.append(sock)
+        t0 = time.monotonic()
+        answers = []
+        for sock in stalled:
+            data = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                data += chunk
+            answers.append(data)
+            sock.close()
+        waited = time.monotonic() - t0
+        for data in answers:
+            assert data.startswith(b"HTTP/1.1 408"), data[:200]
+            assert b"connection: close" in data.lower()
+            assert b"did not arrive within 1 s" in data
+        assert 0.9 <= waited < 5, waited
+        names, x, _ = cancer_table()
+        with srv.client() as c:  # the queue's places are free again
+            ok = c.post(CANCER, json={"rows": [dict(zip(names, x[0].tolist(), strict=True))]})
+            text = c.get("/metrics").text
+        assert ok.status_code == 200, ok.text
+        assert metric_value(text, "anomaly_requests_total", model="cancer",
+                            outcome="client_error") == 2
+        logged = [json.loads(line) for line in srv.log_lines() if "stalled-body" in line]
+        assert [e["status"] for e in logged if e.get("logger") == "service.access"] == [408] * 2
+    finally:
+        srv.stop()
+    assert not any("Traceback" in line or "destroyed but it is pending" in line
+                   for line in srv.log_lines())

@@ -67,14 +67,14 @@ def test_schemathesis_finds_nothing(demo_named_server: Server, tmp_path: Path) -
 EXPECTED_STATUSES = {
     ("get", "/v1/models"): {200, 401},
     ("post", "/v1/models/{name}/reload"): {200, 401, 404, 422, 500},
-    ("post", "/v1/models/{name}/score"): {200, 400, 401, 404, 413, 415, 422, 500, 503},
-    ("post", "/v2/models/{name}/infer"): {200, 400, 401, 404, 413, 500, 503},
+    ("post", "/v1/models/{name}/score"): {200, 400, 401, 404, 408, 413, 415, 422, 500, 503},
+    ("post", "/v2/models/{name}/infer"): {200, 400, 401, 404, 408, 413, 500, 503},
     ("post", "/v2/models/{name}/versions/{version}/infer"):
-        {200, 400, 401, 404, 413, 422, 500, 503},
+        {200, 400, 401, 404, 408, 413, 422, 500, 503},
     ("get", "/v2/models/{name}"): {200, 401, 404},
     ("get", "/v2/models/{name}/config"): {200, 401, 404},
     ("get", "/v2/models/stats"): {200, 401},
-    ("post", "/v2/repository/index"): {200, 400, 401, 413},
+    ("post", "/v2/repository/index"): {200, 400, 401, 408, 413},
     ("post", "/v2/repository/models/{name}/unload"): {401, 404, 409},
     ("get", "/v2/models/{name}/ready"): {200, 404},
     ("get", "/metrics"): {200, 401},
