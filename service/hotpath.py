@@ -58,7 +58,7 @@ class ServiceApp(FastAPI):
     dispatched before its middleware stack."""
 
     def __init__(self, *, hot_routes: Sequence[HotRoute], max_body_bytes: int,
-                 access_log: bool, body_timeout_s: float = 60.0, **kwargs: Any) -> None:
+                 access_log: bool, body_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hot_routes = tuple(hot_routes)
         # the same request context on both ways in: inside FastAPI's stack for every other

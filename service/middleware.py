@@ -66,12 +66,12 @@ class RequestContextMiddleware:
     a handler reads past it, or at once when Content-Length says so), and logs one line
     (status 499 when the client hung up while its body was being read)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, access_log: bool = True,
-                 deadlines: BodyDeadlines | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, access_log: bool,
+                 deadlines: BodyDeadlines) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
-        self.deadlines = deadlines or BodyDeadlines(60.0)
+        self.deadlines = deadlines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -30,7 +30,7 @@ async def endpoint(request: Request, name: str) -> Response:
 
 def make_app() -> ServiceApp:
     app = ServiceApp(hot_routes=[HotRoute("/v1/models/{name}/score", endpoint)],
-                     max_body_bytes=100, access_log=False)
+                     max_body_bytes=100, access_log=False, body_timeout_s=60.0)
     errors.install(app)
 
     @app.post("/v1/models/{name}/score")
