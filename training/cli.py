@@ -61,6 +61,10 @@ def _train(args: argparse.Namespace) -> int:
           f"{t.expected_fpr:.4f}, 95% interval {t.fpr_ci[0]:.4f}-{t.fpr_ci[1]:.4f} "
           f"({t.calibration_size} {'out-of-fold' if t.method == 'cross_fit' else 'held-out'} "
           "normal scores)")
+    left_out = [c for c in getattr(m.input, "ignored", []) if c not in (args.exclude or ())]
+    if left_out:
+        print(f"left out {len(left_out)} column(s) that are constant, empty or a copy of "
+              f"another: {', '.join(left_out)}")
     print(f"bundle written to {report.path}")
     return 0
 

@@ -29,10 +29,10 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     median and scaled by a robust spread (:func:`_scale`); integer columns with at most
     :data:`MAX_CODE_LEVELS` distinct values, non-numeric columns and the names in
     ``categorical`` become categorical over the values seen. Columns that carry nothing (a
-    constant) or nothing new (an exact copy of an earlier column) are left out and listed in
-    ``ignored`` with the excluded ones, so that scoring input may still hold them. A
-    duplicated column would count its value twice in the score; a constant one has no
-    variance to learn."""
+    constant, or no value in any row) or nothing new (an exact copy of an earlier column)
+    are left out and listed in ``ignored`` with the excluded ones, so that scoring input may
+    still hold them. A duplicated column would count its value twice in the score; a constant
+    one has no variance to learn."""
     unknown = (set(categorical) | set(exclude)) - set(columns)
     if unknown:
         raise InputError(f"column(s) {sorted(unknown)} named in --categorical/--exclude are not "
@@ -45,6 +45,9 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
             ignored.append(name)
             continue
         arr = np.asarray(values)
+        if _is_empty(arr):  # a column no row fills (an unused field of an export)
+            ignored.append(name)
+            continue
         _check_complete(name, arr, name in categorical)
         if rows is not None:
             arr = arr[rows]
@@ -59,6 +62,13 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         raise InputError("no feature columns left to train on: every column is excluded, "
                          f"constant or a copy of another ({ignored})")
     return TabularInput(columns=out, ignored=ignored)
+
+
+def _is_empty(arr: np.ndarray) -> bool:
+    """True when no row has a value: all null, NaN or blank."""
+    if arr.dtype.kind in "fiu":
+        return bool(np.isnan(arr.astype(np.float64)).all())
+    return all(v is None or v != v or v == "" for v in arr.tolist())
 
 
 def _check_complete(name: str, arr: np.ndarray, force_categorical: bool) -> None:

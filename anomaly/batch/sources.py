@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,10 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         if p.suffix.lower() in (".parquet", ".pq"):
             table = pq.read_table(p)
         else:
-            table = pacsv.read_csv(p, convert_options=CSV_CONVERT)
+            with p.open("rb") as fh:
+                head = fh.read(1 << 16)
+            table = pacsv.read_csv(p, parse_options=csv_parse_options(head),
+                                   convert_options=CSV_CONVERT)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read {p}: {exc}") from exc
     if table.num_rows == 0:
@@ -80,6 +84,28 @@ REJECT_COL = "__reject"  # string: why the row is not scored; null for good rows
 #: Bytes the CSV parser reads at a time: bounds its memory, independent of the file size.
 CSV_BLOCK_BYTES = 4 << 20
 
+#: Field separators recognised in a CSV header, in order of preference on a tie.
+CSV_DELIMITERS = (",", ";", "\t", "|")
+_QUOTED = re.compile(rb'"(?:[^"]|"")*"')
+
+
+def sniff_delimiter(header: bytes) -> str:
+    """The field separator of a CSV file from its header record: whichever of ``,`` ``;``
+    tab ``|`` occurs most often outside quotes (``,`` on a tie or when none does).
+
+    Spreadsheets in many locales write ``;`` (the decimal mark being ``,``) and exports from
+    databases often use tabs; reading such a file with ``,`` gives one column whose name is
+    the whole header, which no later message can explain."""
+    end = _record_end(header, first=True)
+    bare = _QUOTED.sub(b"", header if end < 0 else header[:end])
+    counts = [bare.count(d.encode()) for d in CSV_DELIMITERS]
+    return CSV_DELIMITERS[counts.index(max(counts))] if max(counts) else ","
+
+
+def csv_parse_options(header: bytes, **kwargs: Any) -> pacsv.ParseOptions:
+    """Arrow parse options for a CSV whose header record is ``header`` (its delimiter sniffed)."""
+    return pacsv.ParseOptions(delimiter=sniff_delimiter(header), **kwargs)
+
 
 def is_csv(path: Path) -> bool:
     return path.suffix.lower() == ".csv"
@@ -124,7 +150,7 @@ def csv_header_names(data: bytes) -> list[str]:
     if not header.endswith(b"\n"):
         header += b"\n"  # a file that is only a header, without a final newline
     return list(pacsv.read_csv(_arrow_reader(header), read_options=pacsv.ReadOptions(
-        use_threads=False)).column_names)
+        use_threads=False), parse_options=csv_parse_options(header)).column_names)
 
 
 def read_csv_text(data: bytes, columns: list[str]) -> pa.Table:
@@ -133,7 +159,7 @@ def read_csv_text(data: bytes, columns: list[str]) -> pa.Table:
     convert = pacsv.ConvertOptions(column_types=dict.fromkeys(columns, pa.binary()),
                                    include_columns=columns, strings_can_be_null=True)
     return pacsv.read_csv(_arrow_reader(data), read_options=pacsv.ReadOptions(
-        use_threads=False), convert_options=convert)
+        use_threads=False), parse_options=csv_parse_options(data), convert_options=convert)
 
 
 def iter_table_chunks(path: Path, file_index: int, columns: list[str],
@@ -261,7 +287,7 @@ def _csv_batches(path: Path, columns: list[str]) -> Iterator[pa.Table]:
                 _arrow_reader(header + body),
                 read_options=pacsv.ReadOptions(use_threads=False,
                                                block_size=len(header) + len(body) + 1),
-                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+                parse_options=csv_parse_options(header, invalid_row_handler=on_invalid),
                 convert_options=convert)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"cannot read {path} after record {base}: {exc}") from exc

@@ -170,3 +170,30 @@ def test_every_subcommand_help_renders() -> None:
     assert {"train", "score", "evaluate", "serve", "demo", "info"} <= set(sub.choices)
     for name, command in sub.choices.items():
         assert command.format_help().startswith("usage:"), name
+
+
+def test_a_semicolon_export_with_an_empty_column_trains_and_scores(tmp_path: Path) -> None:
+    """A spreadsheet export as many locales write it (``;`` between fields) with a column no
+    row fills: training finds the separator, leaves the column out and says so; a tab-separated
+    file of the same rows scores as the comma-separated one does."""
+    cols = make_tabular(600, seed=4)
+    del cols["is_anomaly"]
+    names = list(cols)
+    rows = list(zip(*(cols[c].tolist() for c in names), strict=True))
+    for name, sep, extra in (("semi.csv", ";", True), ("tab.csv", "\t", False),
+                             ("comma.csv", ",", False)):
+        header = names + (["unused"] if extra else [])
+        lines = [sep.join(header)] + [sep.join(map(str, r)) + (sep if extra else "")
+                                      for r in rows]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+    proc = run("train", tmp_path / "semi.csv", "--out", tmp_path / "m", "--epochs", "3",
+               "--hidden", "16", "--latent-dim", "2", "--target-fpr", "0.05", "--quiet")
+    assert "left out 1 column(s) that are constant, empty or a copy of another: unused" \
+        in proc.stdout
+    for name in ("tab.csv", "comma.csv"):
+        run("score", tmp_path / "m", tmp_path / name, "--out", tmp_path / f"scores_{name}",
+            "--seed", "1")
+    scored = [pacsv.read_csv(tmp_path / f"scores_{n}").column("score").to_numpy()
+              for n in ("tab.csv", "comma.csv")]
+    assert scored[0].size == 600
+    np.testing.assert_array_equal(scored[0], scored[1])

@@ -59,3 +59,37 @@ def test_a_record_longer_than_a_block(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_header_names_from_the_first_record_only() -> None:
     body = b'a,"b\nstill b",c\n1,2,3\n'
     assert csv_header_names(body) == ["a", "b\nstill b", "c"]
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (b"a,b,c\n1,2,3\n", ","),
+    (b"a;b;c\n1,5;2,5;3\n", ";"),  # a decimal comma in the body does not count
+    (b"a\tb\tc\n", "\t"),
+    (b"a|b\n", "|"),
+    (b'"x;y",b,c\n', ","),  # a separator inside a quoted name does not count
+    (b"only\n1\n", ","),
+    (b"a;b,c\n", ","),  # a tie goes to the comma
+])
+def test_the_delimiter_is_sniffed_from_the_header(header: bytes, expected: str) -> None:
+    assert sources.sniff_delimiter(header) == expected
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_every_reader_takes_the_sniffed_delimiter(tmp_path: Path, sep: str) -> None:
+    """Training's whole-file read, the header read and batch scoring's chunked read of the same
+    table written with another separator give what the comma file gives."""
+    rng = np.random.default_rng(3)
+    rows = [(i, f"{rng.normal():.5f}", rng.choice(["red", "blue"])) for i in range(40)]
+    paths = {}
+    for name, s in (("comma", ","), ("other", sep)):
+        paths[name] = tmp_path / f"{name}.csv"
+        paths[name].write_text(s.join(["id", "x", "colour"]) + "\n" +
+                               "".join(s.join(map(str, r)) + "\n" for r in rows))
+    assert sources.table_column_names(paths["other"]) == ["id", "x", "colour"]
+    assert sources.read_table(paths["other"]).equals(sources.read_table(paths["comma"]))
+    chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["x", "colour"], chunk_rows=16))
+              for p in (paths["comma"], paths["other"])]
+    assert chunks[0].equals(chunks[1])
+    text = paths["other"].read_bytes()
+    assert sources.read_csv_text(text, ["x"]).equals(
+        sources.read_csv_text(paths["comma"].read_bytes(), ["x"]))
