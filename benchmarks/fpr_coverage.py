@@ -1,12 +1,13 @@
 """Does the calibrated threshold keep its promise on tables it has never seen?
 
-For each table and each of ``--splits`` seeded splits: the normal rows are divided 60/40,
-a bundle is trained (through ``training.train_tabular``, product defaults but ``--target-fpr``
-and an ``--epochs`` cap; the cap changes the model, not which rows are exchangeable) on the
-60%, and the 40% measure the test FPR at the bundle's threshold. Reported per table: the mean
-test FPR beside the target, how often the measured FPR fell inside the 95% interval the
-product predicts for that many normal rows (``observed_fpr_interval``: the Beta law of the
-threshold's FPR plus the test set's binomial noise), and the calibration method used.
+For each table and each of ``--splits`` seeded splits: the normal rows are divided 60/40
+(``--train-fraction``), a bundle is trained (through ``training.train_tabular``, product
+defaults but ``--target-fpr`` and an ``--epochs`` cap; the cap changes the model, not which
+rows are exchangeable) on the 60%, and the 40% measure the test FPR at the bundle's threshold.
+Reported per table: the mean test FPR beside the target, how often the measured FPR fell inside
+the 95% interval the product predicts for that many normal rows (``observed_fpr_interval``: the
+Beta law of the threshold's FPR plus the test set's binomial noise), and the calibration method
+used.
 
     python benchmarks/fpr_coverage.py --data ../shared/data/odds            # table + JSON
 
@@ -56,13 +57,14 @@ def normal_rows(name: str, data: Path) -> np.ndarray:
     return x[y == 0]
 
 
-def one_split(x: np.ndarray, seed: int, target: float, epochs: int) -> dict[str, Any]:
+def one_split(x: np.ndarray, seed: int, target: float, epochs: int,
+              train_fraction: float = 0.6) -> dict[str, Any]:
     from anomaly.calibration.threshold import observed_fpr_interval
     from anomaly.inference import Scorer
     from training import tabular_config, train_tabular
 
     perm = np.random.default_rng(seed).permutation(len(x))
-    cut = int(0.6 * len(x))
+    cut = int(train_fraction * len(x))
     train, test = x[perm[:cut]], x[perm[cut:]]
     cols = lambda a: {f"c{j}": a[:, j] for j in range(a.shape[1])}  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,6 +87,8 @@ def main() -> None:
     p.add_argument("--splits", type=int, default=20)
     p.add_argument("--target-fpr", type=float, default=0.05)
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--train-fraction", type=float, default=0.6,
+                   help="share of the normal rows trained on (the rest test the FPR)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "fpr_coverage.json")
     args = p.parse_args()
     import torch
@@ -98,6 +102,7 @@ def main() -> None:
         record.update({"date": datetime.now(UTC).isoformat(timespec="seconds"),
                        "cpu": cpu_model(), "command": " ".join(sys.argv),
                        "target_fpr": args.target_fpr, "splits": args.splits,
+                       "train_fraction": args.train_fraction,
                        "epochs": args.epochs,
                        "seconds": round(time.perf_counter() - started, 1), "tables": results})
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +113,8 @@ def main() -> None:
             print(f"skip {table}: no {args.data / table}.mat")
             continue
         x = normal_rows(table, args.data)
-        runs = [one_split(x, seed, args.target_fpr, args.epochs) for seed in range(args.splits)]
+        runs = [one_split(x, seed, args.target_fpr, args.epochs, args.train_fraction)
+                for seed in range(args.splits)]
         fprs = np.array([r["test_fpr"] for r in runs])
         results[table] = {"n_normal": len(x), "mean_test_fpr": float(fprs.mean()),
                           "coverage": float(np.mean([r["inside"] for r in runs])),

@@ -213,11 +213,13 @@ def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: Input
         calibration = np.empty(plan.n, dtype=np.float64)
         se = np.empty(plan.n, dtype=np.float64)
         for k, (fit_rows, out_rows) in enumerate(plan.folds):
-            # the fold's own rows stand in for validation: no out-of-fold row may select weights
+            # the fold's own rows stand in for validation: no out-of-fold row may select
+            # weights. The first fold's model is the one shipped (see training.splits)
             fold = _fit_one(x[fit_rows], x[fit_rows], likelihood, image_shape, tabular,
-                            dataclasses.replace(fixed, seed=config.seed + 1 + k), shipped=False)
+                            dataclasses.replace(fixed, seed=config.seed + k), shipped=k == 0)
             calibration[out_rows], se[out_rows] = fold.scores(x[out_rows], config)
-        final = _fit_one(x, x, likelihood, image_shape, tabular, fixed)
+            if k == 0:
+                final = fold
     order = np.argsort(calibration, kind="stable")
     calibration, se = calibration[order], se[order]
     threshold = calibrate(calibration, config.target_fpr, seed=DEFAULT_SEED,
