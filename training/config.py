@@ -38,7 +38,9 @@ class TrainConfig:
         "image decoder: bernoulli or gaussian"))  # None: pick from the data
     var_floor: float = field(default=1e-3, metadata=_flag(
         "minimum decoder variance (Gaussian)"))
-    epochs: int = field(default=200, metadata=_flag("maximum epochs"))
+    epochs: int = field(default=200, metadata=_flag(
+        "maximum epochs under early stopping; under cross-fitting (small tables) every model "
+        "trains this many epochs, or more to reach 800 optimiser steps"))
     batch_size: int = field(default=128, metadata=_flag("minibatch size"))
     lr: float = field(default=1e-3, metadata=_flag("Adam learning rate"))
     weight_decay: float = field(default=0.0, metadata=_flag("Adam weight decay"))
