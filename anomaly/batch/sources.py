@@ -21,9 +21,6 @@ from anomaly.errors import InputError
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 TABLE_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 
-CSV_CONVERT = pacsv.ConvertOptions(strings_can_be_null=True)
-
-
 def read_table(path: str | os.PathLike[str]) -> pa.Table:
     """A whole CSV (with header) or Parquet file as an Arrow table; clear errors otherwise."""
     p = Path(path)
@@ -37,8 +34,10 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         else:
             with p.open("rb") as fh:
                 head = fh.read(1 << 16)
+            convert = pacsv.ConvertOptions(strings_can_be_null=True,
+                                           decimal_point=sniff_decimal(head))
             table = pacsv.read_csv(p, parse_options=csv_parse_options(head),
-                                   convert_options=CSV_CONVERT)
+                                   convert_options=convert)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read {p}: {exc}") from exc
     if table.num_rows == 0:
@@ -102,6 +101,44 @@ def sniff_delimiter(header: bytes) -> str:
     return CSV_DELIMITERS[counts.index(max(counts))] if max(counts) else ","
 
 
+_COMMA_NUMBER = re.compile(rb"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
+_POINT_NUMBER = re.compile(rb"[+-]?(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?")
+#: A whole field that is a number with a decimal comma (Arrow regex syntax, RE2).
+_COMMA_FIELD = r"^(\s*[+-]?\d+),(\d+(?:[eE][+-]?\d+)?\s*)$"
+#: Records of a CSV's head that :func:`sniff_decimal` reads.
+_SNIFF_RECORDS = 200
+
+
+def sniff_decimal(data: bytes) -> str:
+    """The decimal mark of a CSV's numbers from its first records (``data``: the file's
+    head, header included): ``,`` when the fields are separated by ``;`` tab or ``|``, some
+    unquoted fields are numbers written with a decimal comma (``10,25``) and none with a
+    point; else ``.``.
+
+    The spreadsheets that write ``;`` between fields do so because their locale writes
+    ``,`` in numbers; read with a point, every such column would be text."""
+    delimiter = sniff_delimiter(data)
+    if delimiter == ",":
+        return "."
+    comma = point = 0
+    for record in data.splitlines()[1:_SNIFF_RECORDS + 1]:
+        for field in _QUOTED.sub(b"", record).split(delimiter.encode()):
+            field = field.strip()
+            comma += _COMMA_NUMBER.fullmatch(field) is not None
+            point += _POINT_NUMBER.fullmatch(field) is not None
+    return "," if comma and not point else "."
+
+
+def decimal_points(table: pa.Table) -> pa.Table:
+    """A table of raw CSV fields (binary) with every field that is a decimal-comma number
+    rewritten with a point (``10,25`` -> ``10.25``), the other fields untouched: how a file
+    :func:`sniff_decimal` finds to use ``,`` is read where its columns stay binary (batch
+    scoring, the service's CSV bodies), so that its numbers parse as training read them."""
+    return pa.Table.from_arrays(
+        [pc.replace_substring_regex(col, pattern=_COMMA_FIELD, replacement=r"\1.\2")
+         for col in table.columns], names=table.column_names)
+
+
 def csv_parse_options(header: bytes, **kwargs: Any) -> pacsv.ParseOptions:
     """Arrow parse options for a CSV whose header record is ``header`` (its delimiter sniffed)."""
     return pacsv.ParseOptions(delimiter=sniff_delimiter(header), **kwargs)
@@ -158,8 +195,9 @@ def read_csv_text(data: bytes, columns: list[str]) -> pa.Table:
     reads CSV files; blank fields are nulls."""
     convert = pacsv.ConvertOptions(column_types=dict.fromkeys(columns, pa.binary()),
                                    include_columns=columns, strings_can_be_null=True)
-    return pacsv.read_csv(_arrow_reader(data), read_options=pacsv.ReadOptions(
+    table = pacsv.read_csv(_arrow_reader(data), read_options=pacsv.ReadOptions(
         use_threads=False), parse_options=csv_parse_options(data), convert_options=convert)
+    return decimal_points(table) if sniff_decimal(data[:1 << 16]) == "," else table
 
 
 def iter_table_chunks(path: Path, file_index: int, columns: list[str],
@@ -271,9 +309,12 @@ def _csv_batches(path: Path, columns: list[str]) -> Iterator[pa.Table]:
     convert = pacsv.ConvertOptions(column_types=dict.fromkeys(columns, pa.binary()),
                                    include_columns=columns, strings_can_be_null=True)
     base = 0  # record index of the block's first record
+    decimal: str | None = None  # the file's decimal mark, sniffed from its first block
     for header, body in _csv_blocks(path):
         if not body.strip():
             continue
+        if decimal is None:
+            decimal = sniff_decimal(header + body[:1 << 16])
         malformed: list[tuple[int, str]] = []  # (record index in the block, reason)
 
         def on_invalid(row: Any, bad: list[tuple[int, str]] = malformed) -> str:
@@ -291,6 +332,8 @@ def _csv_batches(path: Path, columns: list[str]) -> Iterator[pa.Table]:
                 convert_options=convert)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"cannot read {path} after record {base}: {exc}") from exc
+        if decimal == ",":
+            table = decimal_points(table)
         n = table.num_rows + len(malformed)
         good = np.ones(n, dtype=bool)
         good[[i for i, _ in malformed]] = False

@@ -173,9 +173,10 @@ def test_every_subcommand_help_renders() -> None:
 
 
 def test_a_semicolon_export_with_an_empty_column_trains_and_scores(tmp_path: Path) -> None:
-    """A spreadsheet export as many locales write it (``;`` between fields) with a column no
-    row fills: training finds the separator, leaves the column out and says so; a tab-separated
-    file of the same rows scores as the comma-separated one does."""
+    """A spreadsheet export as many locales write it (``;`` between fields, decimal commas, a
+    byte-order mark, CRLF) with a column no row fills: training finds the separator and the
+    decimal mark, leaves the column out and says so; the export itself, and a tab-separated
+    file of the same rows, score as the comma-separated one does."""
     cols = make_tabular(600, seed=4)
     del cols["is_anomaly"]
     names = list(cols)
@@ -185,15 +186,20 @@ def test_a_semicolon_export_with_an_empty_column_trains_and_scores(tmp_path: Pat
         header = names + (["unused"] if extra else [])
         lines = [sep.join(header)] + [sep.join(map(str, r)) + (sep if extra else "")
                                       for r in rows]
-        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        if extra:  # the locale's own export
+            lines = ["\ufeff" + lines[0]] + [line.replace(".", ",") for line in lines[1:]]
+        (tmp_path / name).write_bytes(("\r\n" if extra else "\n").join(lines).encode()
+                                      + b"\r\n")
     proc = run("train", tmp_path / "semi.csv", "--out", tmp_path / "m", "--epochs", "3",
                "--hidden", "16", "--latent-dim", "2", "--target-fpr", "0.05", "--quiet")
     assert "left out 1 column(s) that are constant, empty or a copy of another: unused" \
         in proc.stdout
-    for name in ("tab.csv", "comma.csv"):
+    files = ("tab.csv", "comma.csv", "semi.csv")
+    for name in files:
         run("score", tmp_path / "m", tmp_path / name, "--out", tmp_path / f"scores_{name}",
             "--seed", "1")
     scored = [pacsv.read_csv(tmp_path / f"scores_{n}").column("score").to_numpy()
-              for n in ("tab.csv", "comma.csv")]
+              for n in files]
     assert scored[0].size == 600
     np.testing.assert_array_equal(scored[0], scored[1])
+    np.testing.assert_array_equal(scored[2], scored[1])

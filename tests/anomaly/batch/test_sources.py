@@ -93,3 +93,39 @@ def test_every_reader_takes_the_sniffed_delimiter(tmp_path: Path, sep: str) -> N
     text = paths["other"].read_bytes()
     assert sources.read_csv_text(text, ["x"]).equals(
         sources.read_csv_text(paths["comma"].read_bytes(), ["x"]))
+
+
+@pytest.mark.parametrize(("head", "expected"), [
+    (b"a;b;c\n1,5;-2,25e3;x\n3;4,0;y\n", ","),
+    (b"a\tb\n1,5\t2\n", ","),
+    (b"a;b\n1.5;2,5\n", "."),  # a point anywhere: the file writes points
+    (b"a,b\n1,5\n", "."),  # comma-separated: a comma cannot be the decimal mark
+    (b'a;b\n"1,5";2\n', "."),  # a quoted field is text, not a number
+    (b"a;b\n1;2\n", "."),  # no fraction at all
+    (b"a;b\n1,2,3;4\n", "."),  # not a number
+])
+def test_the_decimal_mark_is_sniffed_from_the_first_records(head: bytes, expected: str) -> None:
+    assert sources.sniff_decimal(head) == expected
+
+
+def test_decimal_comma_files_read_as_their_point_twins(tmp_path: Path) -> None:
+    """A locale's spreadsheet export (``;``, decimal commas, a byte-order mark, CRLF) gives the
+    numbers of the same table written with points and commas, in every reader; fields that
+    are not decimal-comma numbers are left as they are."""
+    rng = np.random.default_rng(5)
+    rows = [(f"{rng.normal() * 100:.4f}", f"{rng.lognormal():.3e}", rng.choice(["a,b", "c"]))
+            for _ in range(50)]
+    eu = tmp_path / "eu.csv"
+    us = tmp_path / "us.csv"
+    eu.write_bytes(("\ufeffx;y;label\r\n" + "".join(
+        f'{x.replace(".", ",")};{y.replace(".", ",")};"{lab}"\r\n' for x, y, lab in rows)
+    ).encode())
+    us.write_text("x,y,label\n" + "".join(f'{x},{y},"{lab}"\n' for x, y, lab in rows))
+    eu_table, us_table = sources.read_table(eu), sources.read_table(us)
+    assert eu_table.schema.field("x").type == pa.float64()
+    assert eu_table.equals(us_table)
+    chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["x", "y", "label"], chunk_rows=16))
+              for p in (eu, us)]
+    assert chunks[0].equals(chunks[1])
+    assert sources.read_csv_text(eu.read_bytes(), ["x", "label"]).equals(
+        sources.read_csv_text(us.read_bytes(), ["x", "label"]))
