@@ -63,6 +63,23 @@ def test_csv_body_with_seed_matches_offline(server: Server, bundles: TrainedBund
     assert {x["mc_samples"] for x in r.json()["results"]} == {8}
 
 
+def test_a_locale_csv_body_scores_as_the_plain_one(server: Server,
+                                                   bundles: TrainedBundles) -> None:
+    """A body as a ``;``-and-decimal-comma spreadsheet writes it gives the plain CSV's scores."""
+    rows = bundles.cancer_rows[130:140]
+    names = list(rows[0])
+    body = "\r\n".join([";".join(names)] + [";".join(repr(r[n]).replace(".", ",")
+                                                      for n in names) for r in rows])
+    with server.client(headers=AUTH) as c:
+        plain = c.post("/v1/models/cancer/score", content=_csv(rows),
+                       headers={"Content-Type": "text/csv"})
+        locale = c.post("/v1/models/cancer/score", content=body,
+                        headers={"Content-Type": "text/csv"})
+    assert plain.status_code == locale.status_code == 200, locale.text
+    assert [x["score"] for x in locale.json()["results"]] == \
+        [x["score"] for x in plain.json()["results"]]
+
+
 def test_explain_rows_gives_top_columns(server: Server, bundles: TrainedBundles) -> None:
     rows = bundles.cancer_rows[:5]
     with server.client(headers=AUTH) as c:
