@@ -258,7 +258,7 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
     the same Arrow encoder), so a CSV row scores the same posted or in a file."""
     import pyarrow as pa
 
-    from anomaly.batch.sources import csv_header_names, read_csv_text
+    from anomaly.batch.sources import check_unique_names, csv_header_names, read_csv_text
 
     if not body.strip():
         raise InputError("the CSV body is empty; send a header row and at least one row")
@@ -274,6 +274,7 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
     missing = [c for c in prep.column_names if c not in names]
     if missing:
         raise InputError(f"missing column(s) {missing}; the model expects {prep.column_names}")
+    check_unique_names(names, prep.column_names, "the CSV header")
     if table.num_rows > limit:
         raise PayloadTooLargeError(f"{table.num_rows} rows in one request; the limit is "
                                    f"{limit}")

@@ -20,6 +20,7 @@ from anomaly.batch.chunks import prepare_image_chunk, prepare_table_chunk
 from anomaly.batch.options import IMAGE_CHUNK_ROWS, TABLE_CHUNK_ROWS, ScoreOptions
 from anomaly.batch.sink import ResultLayout
 from anomaly.batch.sources import (
+    check_unique_names,
     expand_table_inputs,
     is_csv,
     iter_image_files,
@@ -112,8 +113,10 @@ def make_plan(scorer: Scorer, source: str | os.PathLike[str], options: ScoreOpti
     files = expand_table_inputs(source)
     needed = scorer.tabular.column_names
     id_col, label_col = options.id_column, options.label_column
+    read = {*needed, *(c for c in (id_col, label_col) if c)}
     for path in files:
         names = table_column_names(path)
+        check_unique_names(names, read, str(path))
         missing = [c for c in needed if c not in names]
         if missing:
             raise InputError(f"missing column(s) {missing} in {path}; the model expects "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,23 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         raise InputError(f"cannot read {p}: {exc}") from exc
     if table.num_rows == 0:
         raise InputError(f"{p} has a header but no rows")
+    check_unique_names(table.column_names, table.column_names, str(p))
     return table
+
+
+def check_unique_names(names: list[str], used: Collection[str], where: str) -> None:
+    """InputError when a column of ``used`` appears more than once among a file's column
+    ``names`` (header order): which of the two a model would read is a guess, and a dict of
+    columns keeps only one of them without a word."""
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        positions.setdefault(name, []).append(i + 1)
+    twice = {n: at for n, at in positions.items() if len(at) > 1 and n in used}
+    if twice:
+        name, at = next(iter(twice.items()))
+        more = f" (and {len(twice) - 1} more name(s))" if len(twice) > 1 else ""
+        raise InputError(f"column name '{name}' appears {len(at)} times in {where} (columns "
+                         f"{', '.join(map(str, at))}){more}; give every column its own name")
 
 
 def table_columns(table: pa.Table) -> dict[str, np.ndarray]:

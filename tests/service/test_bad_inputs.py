@@ -116,6 +116,11 @@ def cases(b: TrainedBundles) -> list[Case]:
              content=(",".join(row) + "\n").encode(), content_type="text/csv"),
         Case("csv ragged", "POST", CANCER, 422, "cannot parse the csv",
              content=b"a,b\n1,2,3\n", content_type="text/csv"),
+        Case("csv with a model column twice", "POST", CANCER, 422,
+             "column name 'mean_area' appears 2 times in the csv header",
+             content=(",".join([*row, "mean_area"]) + "\n"
+                      + ",".join(map(str, [*row.values(), 1.0])) + "\n").encode(),
+             content_type="text/csv"),
         Case("rows to an image model", "POST", DIGITS, 422, "scores images",
              json={"rows": [row]}),
         Case("image to a tabular model", "POST", CANCER, 422, "scores rows",

@@ -71,6 +71,9 @@ def _bad_cases(root: Path, bundle: Path) -> list[tuple[str, list[str | Path], st
     nan = dict(good, f0=np.where(np.arange(50) == 7, np.nan, good["f0"]))
     words = dict(good, f1=np.where(np.arange(50) == 3, "oops", good["f1"].astype(str)))
     (root / "empty.csv").write_text("")
+    header, *lines = write_csv(root / "g.csv", good).read_text().splitlines()
+    (root / "twice.csv").write_text("\n".join(
+        [header + ",f1"] + [f"{line},{line.split(',')[1]}" for line in lines]) + "\n")
     newer = root / "newer"
     if not newer.exists():
         shutil.copytree(bundle, newer)
@@ -90,6 +93,10 @@ def _bad_cases(root: Path, bundle: Path) -> list[tuple[str, list[str | Path], st
         ("non-numeric", ["score", bundle, write_csv(root / "w.csv", words), *out,
                          "--fail-on-bad"], "'oops' is not a number", 2),
         ("empty file", ["score", bundle, root / "empty.csv", *out], "is empty", 2),
+        ("a column twice", ["score", bundle, root / "twice.csv", *out],
+         "column name 'f1' appears 2 times in", 2),
+        ("train on a column twice", ["train", root / "twice.csv", "--out", root / "t2",
+                                     "--quiet"], "(columns 2, 9); give every column", 2),
         ("no such input", ["score", bundle, root / "nope.csv", *out], "no such file", 2),
         ("newer bundle", ["score", newer, write_csv(root / "g.csv", good), *out],
          "newer than this library", 3),

@@ -13,6 +13,7 @@ import pytest
 
 import anomaly.batch.sources as sources
 from anomaly.batch.sources import csv_header_names, iter_table_chunks
+from anomaly.errors import InputError
 
 PIECES = ["plain", "with,comma", 'say ""hi""', "two\nlines", "\n", "end\r\nwith crlf", '""',
           "a\n\nb", "trailing\n"]
@@ -129,3 +130,17 @@ def test_decimal_comma_files_read_as_their_point_twins(tmp_path: Path) -> None:
     assert chunks[0].equals(chunks[1])
     assert sources.read_csv_text(eu.read_bytes(), ["x", "label"]).equals(
         sources.read_csv_text(us.read_bytes(), ["x", "label"]))
+
+
+def test_a_column_name_given_twice_is_refused_where_it_is_read(tmp_path: Path) -> None:
+    """A header that names a column twice: training's whole-file read refuses it, naming the
+    positions; a reader that uses only other columns lets the duplicates be."""
+    path = tmp_path / "twice.csv"
+    path.write_text("a,b,a,note,note\n1,2,3,x,y\n")
+    with pytest.raises(InputError, match=r"column name 'a' appears 2 times in .*twice.csv "
+                                         r"\(columns 1, 3\) \(and 1 more name\(s\)\)"):
+        sources.read_table(path)
+    names = sources.table_column_names(path)
+    sources.check_unique_names(names, ["b"], "x")  # only b is read: nothing to refuse
+    with pytest.raises(InputError, match="'note' appears 2 times in x"):
+        sources.check_unique_names(names, ["b", "note"], "x")
