@@ -35,6 +35,7 @@ def _train(args: argparse.Namespace) -> int:
     from anomaly.batch.sources import read_table, table_columns
     from training.datasets import load_image_folder
     from training.pipeline import image_config, tabular_config, train_images, train_tabular
+    from training.tabular import missing_filled
 
     name = args.name or Path(args.out).name
     started = time.perf_counter()
@@ -65,6 +66,10 @@ def _train(args: argparse.Namespace) -> int:
     if left_out:
         print(f"left out {len(left_out)} column(s) that are constant, empty or a copy of "
               f"another: {', '.join(left_out)}")
+    filled = missing_filled(m.input)
+    if filled:
+        print(f"{len(filled)} column(s) have missing values in the normal rows, filled the same "
+              f"way when scoring: {', '.join(filled)}")
     print(f"bundle written to {report.path}")
     return 0
 

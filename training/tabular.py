@@ -6,9 +6,15 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
-from anomaly.bundle import CategoricalColumn, Column, NumericColumn, TabularInput
+from anomaly.bundle import (
+    MISSING_CATEGORY,
+    CategoricalColumn,
+    Column,
+    NumericColumn,
+    TabularInput,
+)
 from anomaly.errors import InputError
-from anomaly.preprocessing import category_key
+from anomaly.preprocessing import category_key, is_missing
 from training.likelihood import Block
 
 #: A string column with more distinct values than this (and mostly unique) is an identifier.
@@ -24,7 +30,7 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     """The input schema from normal training rows, decided on these rows alone.
 
     ``rows`` (indices) restricts the decision to those rows (the ones the model is fitted on,
-    never calibration rows), while every row is still checked for missing values, so that an
+    never calibration rows), while every row is still checked for infinite values, so that an
     error names the row by its number in ``columns``. Numeric columns are centred on their
     median and scaled by a robust spread (:func:`_scale`); integer columns with at most
     :data:`MAX_CODE_LEVELS` distinct values, non-numeric columns and the names in
@@ -32,7 +38,14 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     constant, or no value in any row) or nothing new (an exact copy of an earlier column)
     are left out and listed in ``ignored`` with the excluded ones, so that scoring input may
     still hold them. A duplicated column would count its value twice in the score; a constant
-    one has no variance to learn."""
+    one has no variance to learn.
+
+    Missing values (null, blank, NaN) in some rows of a column are part of the normal data:
+    a numeric column gets a ``fill``, the median of its values, which every encoder puts in
+    for a missing value, and a categorical one the category :data:`MISSING_CATEGORY`. (What
+    PyOD users do by hand with a median imputer, here stored in the bundle so that scoring
+    fills the same way.) A column with no missing value in training keeps refusing them when
+    scoring: there a missing value is a broken row, not a normal one."""
     unknown = (set(categorical) | set(exclude)) - set(columns)
     if unknown:
         raise InputError(f"column(s) {sorted(unknown)} named in --categorical/--exclude are not "
@@ -48,10 +61,14 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         if _is_empty(arr):  # a column no row fills (an unused field of an export)
             ignored.append(name)
             continue
-        _check_complete(name, arr, name in categorical)
+        _check_finite(name, arr, name in categorical)
+        any_missing = _has_missing(arr, name in categorical)
         if rows is not None:
             arr = arr[rows]
-        col = _column(name, arr, name in categorical)
+        if _is_empty(arr):  # values only in rows the model is not fitted on
+            ignored.append(name)
+            continue
+        col = _column(name, arr, name in categorical, any_missing)
         key = _fingerprint(col, arr)
         if _is_constant(col, arr) or key in seen:
             ignored.append(name)
@@ -71,29 +88,35 @@ def _is_empty(arr: np.ndarray) -> bool:
     return all(v is None or v != v or v == "" for v in arr.tolist())
 
 
-def _check_complete(name: str, arr: np.ndarray, force_categorical: bool) -> None:
-    """Raise naming the first row (0-based, header not counted) without a usable value."""
+def _check_finite(name: str, arr: np.ndarray, force_categorical: bool) -> None:
+    """Raise naming the first row (0-based, header not counted) with an infinite number:
+    no fill stands for it (it is a value, not a missing one) and no scale can hold it."""
     if not force_categorical and arr.dtype.kind in "fiu":
-        bad = np.flatnonzero(~np.isfinite(arr.astype(np.float64)))
-        what = "missing, NaN or infinite value"
-    else:
-        bad = np.array([i for i, v in enumerate(arr.tolist())
-                        if v is None or v != v or v == ""], dtype=np.int64)
-        what = "missing value"
-    if bad.size:
-        raise InputError(f"column '{name}' row {int(bad[0])}: {what} ({bad.size} such rows); "
-                         "clean or impute the training data first")
+        bad = np.flatnonzero(np.isinf(arr.astype(np.float64)))
+        if bad.size:
+            raise InputError(f"column '{name}' row {int(bad[0])}: infinite value "
+                             f"({bad.size} such rows); clean the training data first")
 
 
-def _column(name: str, arr: np.ndarray, force_categorical: bool) -> Column:
+def _has_missing(arr: np.ndarray, force_categorical: bool) -> bool:
+    if arr.dtype.kind in "fiu":
+        return bool(np.isnan(arr.astype(np.float64)).any())
+    return any(map(is_missing, arr.tolist()))
+
+
+def _column(name: str, arr: np.ndarray, force_categorical: bool, any_missing: bool) -> Column:
     if not force_categorical and arr.dtype.kind in "fiu":
         num = arr.astype(np.float64)
+        num = num[~np.isnan(num)]  # missing values: filled, not measured
         levels = np.unique(num)
         if levels.size > MAX_CODE_LEVELS or not np.all(levels == np.round(levels)):
             center, scale = _scale(num)
-            return NumericColumn(name=name, mean=center, std=scale)
+            fill = float(np.median(num)) if any_missing else None
+            return NumericColumn(name=name, mean=center, std=scale, fill=fill)
     values_list = arr.tolist()
-    cats = sorted({category_key(v) for v in values_list})
+    cats = sorted({category_key(v) for v in values_list if not is_missing(v)})
+    if any_missing:
+        cats.insert(0, MISSING_CATEGORY)
     if len(cats) > MAX_CATEGORIES and len(cats) > 0.5 * len(values_list):
         raise InputError(f"column '{name}' has {len(cats)} distinct values and looks like an "
                          f"identifier or free text; pass --exclude {name}")
@@ -124,6 +147,7 @@ def _is_constant(col: Column, arr: np.ndarray) -> bool:
     if isinstance(col, CategoricalColumn):
         return len(col.categories) == 1
     num = arr.astype(np.float64)
+    num = num[~np.isnan(num)]  # a value and missing rows: constant once filled
     return bool(num.size == 0 or num.min() == num.max())
 
 
@@ -131,7 +155,22 @@ def _fingerprint(col: Column, arr: np.ndarray) -> bytes:
     """Equal for columns with the same values row by row (as the model would see them)."""
     if isinstance(col, NumericColumn):
         return b"n" + np.ascontiguousarray(arr.astype(np.float64)).tobytes()
-    return b"c" + "\x1f".join(category_key(v) for v in arr.tolist()).encode()
+    return b"c" + "\x1f".join(MISSING_CATEGORY if is_missing(v) else category_key(v)
+                              for v in arr.tolist()).encode()
+
+
+def missing_filled(schema: object) -> list[str]:
+    """Descriptions of the columns of a tabular schema whose missing values are filled:
+    ``name (median 3.5)`` for numeric ones, ``name (a category)`` for categorical ones."""
+    if not isinstance(schema, TabularInput):
+        return []
+    out = []
+    for col in schema.columns:
+        if isinstance(col, NumericColumn) and col.fill is not None:
+            out.append(f"{col.name} (median {col.fill:g})")
+        elif isinstance(col, CategoricalColumn) and MISSING_CATEGORY in col.categories:
+            out.append(f"{col.name} (a category)")
+    return out
 
 
 def likelihood_blocks(schema: TabularInput, feature_blocks: list[tuple[int, int]]) -> list[Block]:

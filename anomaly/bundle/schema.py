@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 #: Bumped when bundle.json changes incompatibly; loaders refuse newer versions and migrate
 #: older ones (:mod:`anomaly.bundle.io`). v2: the score kind is a typed field of ``model``.
@@ -17,6 +23,10 @@ SCHEMA_VERSION = 2
 #: Extra category slot every categorical column gets: values never seen in training land
 #: here, and since the model gave it ~zero mass in training they score as anomalous.
 UNKNOWN_CATEGORY = "<unknown>"
+#: The category of a missing value (a null or blank field), in the categories of a column
+#: whose training rows had missing values. Blank text is never a category otherwise (blank
+#: means missing), so it cannot clash with a real one.
+MISSING_CATEGORY = ""
 
 
 class _Model(BaseModel):
@@ -26,12 +36,26 @@ class _Model(BaseModel):
 class NumericColumn(_Model):
     """A real-valued column, standardised as (value - mean) / std before scoring. ``mean`` and
     ``std`` are the centre and scale training chose (since schema v2 by default the median
-    and the interquartile range / 1.349, robust to extreme rows; see training/tabular.py)."""
+    and the interquartile range / 1.349, robust to extreme rows; see training/tabular.py).
+
+    ``fill``: the value (in the column's own units, the median of its training values) that
+    a missing value stands for, set when some training rows had none in this column: the
+    model was fitted with them filled so, and scoring fills them the same way. Without it
+    (the column was always filled in training) a missing value makes its row a bad row.
+    Left out of ``bundle.json`` when unset, so bundles without it read as before."""
 
     name: str
     type: Literal["numeric"] = "numeric"
     mean: float
     std: float = Field(gt=0)
+    fill: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_fill(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if out.get("fill") is None:
+            out.pop("fill", None)
+        return out
 
 
 class CategoricalColumn(_Model):

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from anomaly.bundle.schema import (
+    MISSING_CATEGORY,
     UNKNOWN_CATEGORY,
     CategoricalColumn,
     NumericColumn,
@@ -113,6 +114,9 @@ class TabularPreprocessor:
         self._known = {c.name: frozenset(c.categories)
                        for c in schema.columns if isinstance(c, CategoricalColumn)}
         self._starts = np.array([a for _, a, _, _ in self._categorical], dtype=np.intp)
+        #: per categorical column, the slot of a missing value (-1: missing is a bad row)
+        self._missing_slots = [lookup.get(MISSING_CATEGORY, -1)
+                               for _, _, lookup, _ in self._categorical]
 
     @property
     def column_names(self) -> list[str]:
@@ -180,18 +184,20 @@ class TabularPreprocessor:
             if len(values) != n:
                 raise InputError(f"column '{col.name}' has {len(values)} values, expected {n}")
             if isinstance(col, NumericColumn):
-                num, problems = to_float(col.name, values)
+                num, problems = to_float(col.name, values, col.fill)
                 for i, why in problems.items():
                     bad.setdefault(i, why)
                 numeric[:, k] = np.where(np.isfinite(num), num, col.mean)
                 k += 1
                 continue
+            missing_slot = self._missing_slots[j]
             for i, value in enumerate(iter_values(values)):
-                if is_missing(value):
-                    bad.setdefault(i, f"column '{col.name}': value is missing")
-                    codes[i, j] = -1
-                else:
+                if not is_missing(value):
                     codes[i, j] = self._slot(j, value)
+                    continue
+                codes[i, j] = missing_slot
+                if missing_slot < 0:
+                    bad.setdefault(i, f"column '{col.name}': value is missing")
             j += 1
         if bad and strict:
             raise rejected_rows_error(bad)
@@ -261,10 +267,14 @@ class TabularPreprocessor:
             if type(row) is not dict and not isinstance(row, Mapping):
                 raise _Fallback
             slots = []
-            for name, _, lookup, unknown in self._categorical:
+            for (name, _, lookup, unknown), missing_slot in zip(
+                    self._categorical, self._missing_slots, strict=True):
                 value = row.get(name)
                 if is_missing(value):
-                    raise _Fallback
+                    if missing_slot < 0 or name not in row:
+                        raise _Fallback  # the columnar path says which row, or fills it
+                    slots.append(missing_slot)
+                    continue
                 slots.append(lookup.get(category_key(value), unknown))
             codes.append(slots)
         return self._assemble(numeric, codes)
@@ -290,7 +300,7 @@ class TabularPreprocessor:
         for col in self.schema.columns:
             arr = sub.column(col.name).combine_chunks()
             if isinstance(col, NumericColumn):
-                num, problems = to_float(col.name, _numeric_values(arr))
+                num, problems = to_float(col.name, _numeric_values(arr), col.fill)
                 for i, why in problems.items():
                     bad.setdefault(i, why)
                 numeric[:, k] = np.where(np.isfinite(num), num, col.mean)
@@ -312,13 +322,14 @@ class TabularPreprocessor:
                      ) -> tuple[np.ndarray, dict[int, str]]:
         """A categorical column -> (n,) slot per row (-1 where missing) and rejects; the work
         is per distinct value, not per row."""
+        missing_slot = self._missing_slots[j]
         if pa.types.is_dictionary(arr.type):
             arr = arr.cast(arr.type.value_type)
         if not (pa.types.is_binary(arr.type) or pa.types.is_string(arr.type)
                 or pa.types.is_large_string(arr.type)):
             values = arr.to_pylist()  # numbers, booleans: category_key() normalises them
-            code = np.array([-1 if is_missing(v) else self._slot(j, v) for v in values],
-                            dtype=np.intp)
+            code = np.array([missing_slot if is_missing(v) else self._slot(j, v)
+                             for v in values], dtype=np.intp)
             return code, _missing_reasons(name, code)
         encoded = pc.dictionary_encode(arr)
         known = self._known[name]
@@ -332,8 +343,8 @@ class TabularPreprocessor:
                     value = value.decode("utf-8", "replace")
                     invalid.append(d)
             value = csv_category(value, known) if from_csv else value
-            slots[d] = -1 if is_missing(value) else self._slot(j, value)
-        slots[-1] = -1  # nulls
+            slots[d] = missing_slot if is_missing(value) else self._slot(j, value)
+        slots[-1] = missing_slot  # nulls
         index = encoded.indices.fill_null(len(slots) - 1).to_numpy(zero_copy_only=False)
         code = slots[index]  # (n,)
         problems = {int(i): f"column '{name}': value is not valid UTF-8 text (is the file "

@@ -35,9 +35,13 @@ def all_finite(a: np.ndarray) -> bool:
 
 
 def is_missing(value: Any) -> bool:
-    """A value that stands for nothing: None (a null) or blank text. NaN is not missing but
-    invalid (numeric columns reject it; a categorical NaN is an unknown category)."""
-    return value is None or (isinstance(value, str) and not value.strip())
+    """A value that stands for nothing: None (a null), blank text, or a float NaN (how
+    pandas and a numeric CSV column hold an empty cell; Arrow's CSV reader reads the text
+    ``NaN`` as a null too). A column whose training rows had missing values scores them as
+    training saw them (:attr:`NumericColumn.fill`, the :data:`MISSING_CATEGORY`); elsewhere
+    a missing value makes its row a bad row."""
+    return (value is None or (isinstance(value, str) and not value.strip())
+            or (isinstance(value, float) and value != value))
 
 
 def category_key(value: Any) -> str:
@@ -73,17 +77,25 @@ def iter_values(values: Sequence[Any] | np.ndarray) -> Iterable[Any]:
     return values.tolist() if isinstance(values, np.ndarray) else values
 
 
-def to_float(name: str, values: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None = None
+             ) -> tuple[np.ndarray, dict[int, str]]:
     """Values -> float64 array plus {row: reason} for missing, non-numeric or non-finite ones
-    (their entries are NaN)."""
+    (their entries are NaN). With a ``fill`` (the column's training median, for a column
+    whose training rows had missing values), missing values (None, blank, NaN) become
+    ``fill`` instead of problems; infinities and text stay problems."""
     problems: dict[int, str] = {}
     arr = values if isinstance(values, np.ndarray) else None
     if arr is not None and arr.dtype.kind in "fiub":
         out = arr.astype(np.float64)
+        if fill is not None:
+            out[np.isnan(out)] = fill
     else:
         out = np.empty(len(values), dtype=np.float64)
         for i, value in enumerate(iter_values(values)):
             if is_missing(value):
+                if fill is not None:
+                    out[i] = fill
+                    continue
                 problems[i] = f"column '{name}': value is missing"
                 out[i] = np.nan
                 continue
@@ -92,6 +104,9 @@ def to_float(name: str, values: Sequence[Any] | np.ndarray) -> tuple[np.ndarray,
             except (TypeError, ValueError, OverflowError):  # OverflowError: int beyond float
                 problems[i] = f"column '{name}': {value!r} is not a number"
                 out[i] = np.nan
+                continue
+            if fill is not None and out[i] != out[i]:  # the text "nan", as Arrow reads it
+                out[i] = fill
     for i in np.flatnonzero(~np.isfinite(out)).tolist():
         problems.setdefault(i, f"column '{name}': value is {out[i]} (NaN or infinite)")
     return out, problems

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anomaly.bundle import MISSING_CATEGORY, NumericColumn
 from anomaly.calibration import auroc
 from anomaly.inference import Scorer
 from training import tabular_config, train_tabular
@@ -70,7 +71,20 @@ def heavy_integer_counts(rng: np.random.Generator, n: int, anomalous: bool) -> T
     return cols
 
 
+def gaps_in_every_column(rng: np.random.Generator, n: int, anomalous: bool) -> Table:
+    """A tenth of the cells of every column missing at random (NaN in the numeric columns,
+    None in a text one), in the normal rows and in the rows scored: an export with gaps."""
+    cols = _base(rng, n, anomalous)[1]
+    cols["code"] = cols["code"].astype(np.float64)
+    cols["text"] = np.array(["lo", "hi"], dtype=object)[(cols["smooth"] > 0).astype(int)]
+    for values in cols.values():
+        gap = rng.random(n) < 0.1
+        values[gap] = None if values.dtype == object else np.nan
+    return cols
+
+
 TABLES: dict[str, Callable[[np.random.Generator, int, bool], Table]] = {
+    "gaps_in_every_column": gaps_in_every_column,
     "lognormal_and_large": lognormal_and_large,
     "constant_duplicate_and_zeros": constant_duplicate_and_zeros,
     "outliers_in_the_normal_data": outliers_in_the_normal_data,
@@ -94,7 +108,12 @@ def test_nasty_table_trains_and_detects(name: str, tmp_path: Path) -> None:
     ignored = report.manifest.input.ignored
     if name == "constant_duplicate_and_zeros":
         assert ignored == ["constant", "copy_of_big"]
+    if name == "gaps_in_every_column":  # every column filled, none left out
+        assert not ignored and all(
+            (c.fill is not None) if isinstance(c, NumericColumn)
+            else c.categories[0] == MISSING_CATEGORY for c in report.manifest.input.columns)
     kinds = {c.name: c.type for c in report.manifest.input.columns}
+    kinds.pop("text", None)
     if "code" in kinds:  # an integer column with four levels is a code, not a measurement
         assert kinds["code"] == "categorical" and kinds["big"] == "numeric"
     else:

@@ -1,12 +1,13 @@
 """What ``infer_schema`` makes of columns a real export holds: it leaves out what carries no
-information (empty, constant, a copy) and refuses, naming the row, what it cannot use."""
+information (empty, constant, a copy), fills gaps, and refuses, naming the row, what it cannot
+use."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from anomaly.bundle import NumericColumn
+from anomaly.bundle import MISSING_CATEGORY, CategoricalColumn, NumericColumn
 from anomaly.errors import InputError
 from training.tabular import infer_schema
 
@@ -26,12 +27,35 @@ def test_empty_constant_and_copied_columns_are_left_out() -> None:
     assert schema.ignored == ["nan_only", "blank", "null", "same", "x_again"]
 
 
-def test_a_partly_missing_column_is_still_refused_by_row() -> None:
+def test_missing_values_get_a_fill_from_the_fitted_rows() -> None:
+    """Partly missing columns are normal data with gaps: numeric ones get the median of the
+    values present (in the fitted rows) as their fill, categorical ones a missing category;
+    a column without gaps gets neither, and an infinite value is still refused by row."""
     cols = _columns()
     cols["y"][[3, 9]] = np.nan
-    with pytest.raises(InputError, match=r"column 'y' row 3: missing, NaN or infinite value "
-                                         r"\(2 such rows\)"):
+    cols["site"] = np.array(["a", "b", None, "a", ""] * 10, dtype=object)
+    cols["code"] = np.array([0, 1, 2, np.nan, 1] * 10)  # an integer code with gaps
+    fitted = np.arange(40)
+    schema = infer_schema(cols, rows=fitted)
+    by_name = {c.name: c for c in schema.columns}
+    y, x = by_name["y"], by_name["x"]
+    assert isinstance(y, NumericColumn) and isinstance(x, NumericColumn)
+    assert y.fill == pytest.approx(np.nanmedian(cols["y"][fitted])) and x.fill is None
+    assert by_name["site"] == CategoricalColumn(name="site",
+                                                categories=[MISSING_CATEGORY, "a", "b"])
+    assert by_name["code"] == CategoricalColumn(name="code",
+                                                categories=[MISSING_CATEGORY, "0", "1", "2"])
+    cols["y"][[5, 8]] = np.inf
+    with pytest.raises(InputError, match=r"column 'y' row 5: infinite value \(2 such rows\)"):
         infer_schema(cols)
+
+
+def test_a_column_with_values_only_outside_the_fitted_rows_is_left_out() -> None:
+    cols = _columns()
+    cols["late"] = np.full(50, np.nan)
+    cols["late"][45:] = 1.0 + np.arange(5)
+    schema = infer_schema(cols, rows=np.arange(40))
+    assert "late" in schema.ignored and "late" not in [c.name for c in schema.columns]
 
 
 def test_a_table_of_empty_columns_has_nothing_to_train_on() -> None:

@@ -1,10 +1,18 @@
 import io
+import re
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 
-from anomaly.bundle import CategoricalColumn, ImageInput, NumericColumn, TabularInput
+from anomaly.bundle import (
+    MISSING_CATEGORY,
+    CategoricalColumn,
+    ImageInput,
+    NumericColumn,
+    TabularInput,
+)
 from anomaly.errors import InputError, PayloadTooLargeError
 from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor, rows_to_columns
 
@@ -34,7 +42,7 @@ def test_integer_categories_match_their_string_form() -> None:
 @pytest.mark.parametrize(("rows", "message"), [
     ([{"temp": 1, "site": "a"}], r"missing column\(s\) \['load'\]"),
     ([{"temp": "hot", "site": "a", "load": 1}], "'hot' is not a number"),
-    ([{"temp": float("nan"), "site": "a", "load": 1}], "NaN or infinite"),
+    ([{"temp": float("nan"), "site": "a", "load": 1}], "'temp': value is missing"),
     ([{"temp": float("inf"), "site": "a", "load": 1}], "NaN or infinite"),
     ([{"temp": 1, "site": None, "load": 1}], "missing"),
     ([{"temp": None, "site": "a", "load": 1}], "missing"),
@@ -84,3 +92,53 @@ def test_image_errors() -> None:
         prep.decode(_png(np.zeros((20, 20), dtype=np.uint8)))
     with pytest.raises(InputError, match="shape"):
         prep.transform_images([np.zeros((3, 4, 4))])
+
+
+FILLED = TabularInput(columns=[
+    NumericColumn(name="temp", mean=20.0, std=5.0, fill=22.5),
+    CategoricalColumn(name="site", categories=[MISSING_CATEGORY, "a", "b"]),
+    NumericColumn(name="load", mean=0.0, std=2.0),
+])
+
+
+def test_missing_values_are_filled_alike_by_every_encoder() -> None:
+    """A column whose training rows had missing values fills them (numeric: its ``fill``;
+    categorical: the missing category) the same way on the three ways in; blank text, null
+    and NaN are all missing; an infinity is still a bad value, and a column with no fill
+    (``load``) still rejects a missing value with the same reason everywhere."""
+    prep = TabularPreprocessor(FILLED)
+    rows = [{"temp": None, "site": None, "load": 1.0},
+            {"temp": float("nan"), "site": "  ", "load": 2.0},
+            {"temp": 25.0, "site": "b", "load": -2.0}]
+    want = np.array([[0.5, 1, 0, 0, 0, 0.5], [0.5, 1, 0, 0, 0, 1], [1, 0, 0, 1, 0, -1]],
+                    dtype=np.float32)  # temp, site=<missing>, site=a, site=b, unknown, load
+    np.testing.assert_array_equal(prep.encode_rows(rows), want)
+    np.testing.assert_array_equal(prep.transform(rows_to_columns(rows)).x, want)
+    csv = pa.table({"temp": pa.array([None, b"NaN", b"25"], pa.binary()),
+                    "site": pa.array([None, b"  ", b"b"], pa.binary()),
+                    "load": pa.array([b"1", b"2", b"-2"], pa.binary())})
+    x, reasons = prep.encode_arrow(csv, from_csv=True)
+    np.testing.assert_array_equal(x, want)
+    assert reasons == [None, None, None]
+    typed = pa.table({"temp": pa.array([None, float("nan"), 25.0]),
+                      "site": pa.array([None, "", "b"]), "load": pa.array([1.0, 2.0, -2.0])})
+    np.testing.assert_array_equal(prep.encode_arrow(typed, from_csv=False)[0], want)
+    bad = [{"temp": float("inf"), "site": "a", "load": 1.0},
+           {"temp": 1.0, "site": "a", "load": None}]
+    why = ["column 'temp': value is inf (NaN or infinite)", "column 'load': value is missing"]
+    assert list(prep.transform(rows_to_columns(bad), strict=False).rejects.values()) == why
+    arrow_bad = pa.table({"temp": pa.array([b"inf", b"1"], pa.binary()),
+                          "site": pa.array([b"a", b"a"], pa.binary()),
+                          "load": pa.array([b"1", None], pa.binary())})
+    assert prep.encode_arrow(arrow_bad, from_csv=True)[1] == why
+    for row, reason in zip(bad, why, strict=True):
+        with pytest.raises(InputError, match=re.escape(reason)):
+            prep.encode_rows([row])
+
+
+def test_a_fill_is_stored_only_when_set() -> None:
+    """Bundles without missing values keep the manifest they had (no ``fill`` key)."""
+    plain, filled = SCHEMA.columns[0], FILLED.columns[0]
+    assert "fill" not in plain.model_dump(mode="json")
+    assert filled.model_dump(mode="json")["fill"] == 22.5
+    assert NumericColumn.model_validate(filled.model_dump(mode="json")) == filled
