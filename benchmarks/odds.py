@@ -165,6 +165,25 @@ def ours_scores(x_train: np.ndarray, x_test: np.ndarray, seed: int, workdir: Pat
     return result.scores, float(result.threshold), facts
 
 
+def with_gaps(x: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A copy of ``x`` with ``fraction`` of its cells blanked (NaN) at random (``--gaps``):
+    the same table as an export with missing values would hand it over."""
+    rng = np.random.default_rng(10_000 + seed)
+    out = x.copy()
+    out[rng.random(x.shape) < fraction] = np.nan
+    return out
+
+
+def median_imputed(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What a PyOD user does with gaps (scikit-learn's ``SimpleImputer(strategy="median")``):
+    every NaN becomes its column's median over the training rows. A no-op without gaps."""
+    if not (np.isnan(x_train).any() or np.isnan(x_test).any()):
+        return x_train, x_test
+    median = np.nan_to_num(np.nanmedian(x_train, axis=0))
+    return (np.where(np.isnan(x_train), median, x_train),
+            np.where(np.isnan(x_test), median, x_test))
+
+
 def run_one(table: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Every detector on one (table, seed) split, in this process (a ``--jobs`` worker body)."""
     import torch
@@ -172,6 +191,9 @@ def run_one(table: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     x, y = load_table(args.data, table)
     x_train, x_test, y_test = split(x, y, seed)
+    if args.gaps:
+        x_train = with_gaps(x_train, args.gaps, 2 * seed)
+        x_test = with_gaps(x_test, args.gaps, 2 * seed + 1)
     out: dict[str, Any] = {"table": table, "seed": seed, "n_train": len(x_train),
                            "n_test": len(x_test), "n_test_outliers": int(y_test.sum()),
                            "dim": int(x.shape[1]), "metrics": {}, "errors": {}, "seconds": {}}
@@ -180,14 +202,14 @@ def run_one(table: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         try:
             if det == OURS:
                 with tempfile.TemporaryDirectory() as tmp:
-                    scores, threshold, facts = ours_scores(x_train, x_test, seed, Path(tmp),
-                                                           args.epochs)
+                    scores, threshold, facts = ours_scores(x_train, x_test, seed,
+                                                           Path(tmp), args.epochs)
                 normal = y_test == 0
                 out["ours"] = {**facts,
                                "test_fpr": float(np.mean(scores[normal] > threshold)),
                                "test_recall": float(np.mean(scores[~normal] > threshold))}
             else:
-                scores, note = pyod_scores(det, x_train, x_test, seed)
+                scores, note = pyod_scores(det, *median_imputed(x_train, x_test), seed)
                 if note:
                     out.setdefault("notes", {})[det] = note
             if not np.all(np.isfinite(scores)):
@@ -311,6 +333,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--suffix", default="", help="appended to the output file names")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--jobs", type=int, default=1, help="(table, seed) tasks run at once")
+    p.add_argument("--gaps", type=float, default=0.0, metavar="FRACTION",
+                   help="blank this share of the cells of every split (missing values at "
+                        "random): ours gets the gaps, PyOD median-imputed rows")
     p.add_argument("--verbose", action="store_true", help="print the traceback of failures")
     return p.parse_args(argv)
 
@@ -335,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": " ".join(["python", *sys.argv]),
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{cpu_model()}, {args.jobs} job(s) x {args.threads} torch thread(s)",
-            "epochs_override": args.epochs, "seeds": seeds, "detectors": list(detectors)}
+            "epochs_override": args.epochs, "seeds": seeds, "detectors": list(detectors),
+            "gaps": args.gaps}
     tasks = [(t, s) for t in tables for s in seeds]
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
