@@ -14,7 +14,7 @@ from anomaly.bundle import (
     TabularInput,
 )
 from anomaly.errors import InputError
-from anomaly.preprocessing import category_key, is_missing
+from anomaly.preprocessing import as_grouped_numbers, category_key, is_missing
 from training.likelihood import Block
 
 #: A string column with more distinct values than this (and mostly unique) is an identifier.
@@ -61,6 +61,10 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         if _is_empty(arr):  # a column no row fills (an unused field of an export)
             ignored.append(name)
             continue
+        # an amount column exported as "12,345.67" is read as text: numbers all the same
+        grouped = None if name in categorical else as_grouped_numbers(arr)
+        if grouped is not None:
+            arr = grouped
         _check_finite(name, arr, name in categorical)
         any_missing = _has_missing(arr, name in categorical)
         if rows is not None:
@@ -68,7 +72,7 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         if _is_empty(arr):  # values only in rows the model is not fitted on
             ignored.append(name)
             continue
-        col = _column(name, arr, name in categorical, any_missing)
+        col = _column(name, arr, name in categorical, any_missing, grouped is not None)
         key = _fingerprint(col, arr)
         if _is_constant(col, arr) or key in seen:
             ignored.append(name)
@@ -104,12 +108,16 @@ def _has_missing(arr: np.ndarray, force_categorical: bool) -> bool:
     return any(map(is_missing, arr.tolist()))
 
 
-def _column(name: str, arr: np.ndarray, force_categorical: bool, any_missing: bool) -> Column:
+def _column(name: str, arr: np.ndarray, force_categorical: bool, any_missing: bool,
+            force_numeric: bool = False) -> Column:
+    """``force_numeric``: the values were text with thousands separators, which the encoders
+    parse as numbers (never as category names, so never as a code)."""
     if not force_categorical and arr.dtype.kind in "fiu":
         num = arr.astype(np.float64)
         num = num[~np.isnan(num)]  # missing values: filled, not measured
         levels = np.unique(num)
-        if levels.size > MAX_CODE_LEVELS or not np.all(levels == np.round(levels)):
+        if (force_numeric or levels.size > MAX_CODE_LEVELS
+                or not np.all(levels == np.round(levels))):
             center, scale = _scale(num)
             fill = float(np.median(num)) if any_missing else None
             return NumericColumn(name=name, mean=center, std=scale, fill=fill)
@@ -144,8 +152,8 @@ def _scale(num: np.ndarray) -> tuple[float, float]:
 
 
 def _is_constant(col: Column, arr: np.ndarray) -> bool:
-    if isinstance(col, CategoricalColumn):
-        return len(col.categories) == 1
+    if isinstance(col, CategoricalColumn):  # a value and gaps: constant once filled, too
+        return len([c for c in col.categories if c != MISSING_CATEGORY]) <= 1
     num = arr.astype(np.float64)
     num = num[~np.isnan(num)]  # a value and missing rows: constant once filled
     return bool(num.size == 0 or num.min() == num.max())

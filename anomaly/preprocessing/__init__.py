@@ -5,6 +5,7 @@ from anomaly.preprocessing.image import DEFAULT_MAX_PIXELS, ImagePreprocessor
 from anomaly.preprocessing.tabular import Prepared, TabularPreprocessor, rejected_rows_error
 from anomaly.preprocessing.values import (
     all_finite,
+    as_grouped_numbers,
     category_key,
     csv_category,
     is_missing,
@@ -18,6 +19,7 @@ __all__ = [
     "Prepared",
     "TabularPreprocessor",
     "all_finite",
+    "as_grouped_numbers",
     "category_key",
     "csv_category",
     "is_missing",

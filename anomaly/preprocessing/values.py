@@ -11,6 +11,7 @@ would have produced, so that a CSV field scores the same whichever way it was re
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -73,6 +74,46 @@ def csv_category(text: str, known: frozenset[str]) -> str:
     return candidate if candidate is not None and candidate in known else text
 
 
+#: A number written with ``,`` between groups of three digits and ``.`` as the decimal mark
+#: (``12,345.67``, ``-1,000``), as spreadsheets and reports format amounts.
+_GROUPED = re.compile(r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?\s*")
+
+
+def grouped_number(text: str) -> float | None:
+    """The number a thousands-separated text stands for (``"12,345.67"`` -> 12345.67), or
+    None when the text is not one. CSV readers (Arrow's among them) read such a field as
+    text; every numeric path reads it through :func:`to_float`, which uses this."""
+    if _GROUPED.fullmatch(text) is None:
+        return None
+    return float(text.replace(",", ""))
+
+
+def as_grouped_numbers(values: np.ndarray) -> np.ndarray | None:
+    """A text column as float64 (NaN where missing) when its values are numbers and at least
+    one is written with thousands separators; None otherwise. Training uses it to tell an
+    amount column exported as ``"1,234.50"`` from a categorical one."""
+    if values.dtype.kind not in "OUS":
+        return None
+    out = np.empty(len(values), dtype=np.float64)
+    grouped = False
+    for i, value in enumerate(values.tolist()):
+        if is_missing(value):
+            out[i] = np.nan
+            continue
+        if not isinstance(value, str):
+            return None
+        number = grouped_number(value)
+        if number is not None:
+            grouped = True
+            out[i] = number
+            continue
+        try:
+            out[i] = float(value)
+        except ValueError:
+            return None
+    return out if grouped else None
+
+
 def iter_values(values: Sequence[Any] | np.ndarray) -> Iterable[Any]:
     return values.tolist() if isinstance(values, np.ndarray) else values
 
@@ -102,9 +143,12 @@ def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None =
             try:
                 out[i] = float(value)
             except (TypeError, ValueError, OverflowError):  # OverflowError: int beyond float
-                problems[i] = f"column '{name}': {value!r} is not a number"
-                out[i] = np.nan
-                continue
+                number = grouped_number(value) if isinstance(value, str) else None
+                if number is None:
+                    problems[i] = f"column '{name}': {value!r} is not a number"
+                    out[i] = np.nan
+                    continue
+                out[i] = number
             if fill is not None and out[i] != out[i]:  # the text "nan", as Arrow reads it
                 out[i] = fill
     for i in np.flatnonzero(~np.isfinite(out)).tolist():

@@ -249,3 +249,34 @@ def test_a_table_with_gaps_trains_and_its_gaps_score_as_filled(tmp_path: Path) -
                                rtol=1e-6)
     rejects = (tmp_path / "s_few.rejects.csv").read_text()
     assert "column 'f2': value is missing" in rejects
+
+
+def test_amounts_with_thousands_separators_train_and_score_as_plain_numbers(
+        tmp_path: Path) -> None:
+    """A report export whose amounts are quoted with thousands separators ("12,345.67"):
+    training reads the column as numbers (the same schema as the plain file), and scoring
+    either file gives the same scores."""
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=400)
+    amount = np.round(np.exp(8 + z + 0.1 * rng.normal(size=400)), 2).tolist()
+    other = np.round(z + 0.1 * rng.normal(size=400), 4).tolist()
+    plain = tmp_path / "plain.csv"
+    plain.write_text("amount,other\n" + "".join(f"{a!r},{o!r}\n" for a, o in zip(
+        amount, other, strict=True)))
+    grouped = tmp_path / "grouped.csv"
+    grouped.write_text("amount,other\n" + "".join(f'"{a:,.2f}",{o!r}\n' for a, o in zip(
+        amount, other, strict=True)))
+    assert '"1,' in grouped.read_text()
+    schemas = []
+    for source in (plain, grouped):
+        out = tmp_path / f"m_{source.stem}"
+        run("train", source, "--out", out, "--epochs", "3", "--hidden", "16", "--latent-dim",
+            "2", "--target-fpr", "0.05", "--quiet")
+        schemas.append(json.loads((out / "bundle.json").read_text())["input"])
+    assert schemas[0] == schemas[1] and schemas[1]["columns"][0]["type"] == "numeric"
+    for source in (plain, grouped):
+        run("score", tmp_path / "m_plain", source, "--out", tmp_path / f"s_{source.stem}.csv")
+    got, want = (pacsv.read_csv(tmp_path / f"s_{n}.csv").column("score").to_numpy()
+                 for n in ("grouped", "plain"))
+    assert got.size == 400
+    np.testing.assert_array_equal(got, want)

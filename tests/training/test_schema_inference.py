@@ -35,8 +35,11 @@ def test_missing_values_get_a_fill_from_the_fitted_rows() -> None:
     cols["y"][[3, 9]] = np.nan
     cols["site"] = np.array(["a", "b", None, "a", ""] * 10, dtype=object)
     cols["code"] = np.array([0, 1, 2, np.nan, 1] * 10)  # an integer code with gaps
+    cols["flag"] = np.array(["on", None] * 25, dtype=object)  # one value and gaps: constant
+    cols["level"] = np.array([4.5, np.nan] * 25)
     fitted = np.arange(40)
     schema = infer_schema(cols, rows=fitted)
+    assert schema.ignored[-2:] == ["flag", "level"]
     by_name = {c.name: c for c in schema.columns}
     y, x = by_name["y"], by_name["x"]
     assert isinstance(y, NumericColumn) and isinstance(x, NumericColumn)
@@ -61,3 +64,17 @@ def test_a_column_with_values_only_outside_the_fitted_rows_is_left_out() -> None
 def test_a_table_of_empty_columns_has_nothing_to_train_on() -> None:
     with pytest.raises(InputError, match="no feature columns left"):
         infer_schema({"a": np.full(10, np.nan), "b": np.array([None] * 10, dtype=object)})
+
+
+def test_thousands_separated_text_is_a_numeric_column() -> None:
+    """An amount column exported as text with thousands separators is numeric (its values
+    parsed, gaps filled); text of plain numbers stays what it was (categorical)."""
+    cols = _columns()
+    cols["amount"] = np.array(["1,250.5", "980", None, "12,000", "-3,100"] * 10, dtype=object)
+    cols["label"] = np.array(["1", "2"] * 25, dtype=object)
+    by_name = {c.name: c for c in infer_schema(cols).columns}
+    amount = by_name["amount"]
+    assert isinstance(amount, NumericColumn)
+    assert amount.fill == pytest.approx(np.median([1250.5, 980, 12000, -3100]))
+    assert isinstance(by_name["label"], CategoricalColumn)
+    assert infer_schema(cols, categorical=["amount"]).columns[-2].type == "categorical"

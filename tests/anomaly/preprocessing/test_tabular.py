@@ -142,3 +142,19 @@ def test_a_fill_is_stored_only_when_set() -> None:
     assert "fill" not in plain.model_dump(mode="json")
     assert filled.model_dump(mode="json")["fill"] == 22.5
     assert NumericColumn.model_validate(filled.model_dump(mode="json")) == filled
+
+
+def test_thousands_separated_numbers_read_alike_by_every_encoder() -> None:
+    """``"12,345.5"`` is 12345.5 on every way in (row dicts, columns, CSV text via Arrow);
+    a comma that does not separate groups of three digits is still not a number."""
+    prep = TabularPreprocessor(TabularInput(columns=[
+        NumericColumn(name="amount", mean=1000.0, std=1000.0)]))
+    rows = [{"amount": "12,345.5"}, {"amount": "-1,000"}, {"amount": " 2,000,000 "}]
+    want = np.array([[11.3455], [-2.0], [1999.0]], dtype=np.float32)
+    np.testing.assert_allclose(prep.encode_rows(rows), want, rtol=1e-6)
+    np.testing.assert_allclose(prep.transform(rows_to_columns(rows)).x, want, rtol=1e-6)
+    csv = pa.table({"amount": pa.array([b"12,345.5", b"-1,000", b" 2,000,000 "], pa.binary())})
+    np.testing.assert_allclose(prep.encode_arrow(csv, from_csv=True)[0], want, rtol=1e-6)
+    for text in ("1,23", "12,3456", "1,234,56", ",123"):
+        with pytest.raises(InputError, match=re.escape(f"{text!r} is not a number")):
+            prep.encode_rows([{"amount": text}])
