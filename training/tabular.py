@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Collection, Mapping
 
 import numpy as np
@@ -37,8 +38,8 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     ``categorical`` become categorical over the values seen. Columns that carry nothing (a
     constant, or no value in any row) or nothing new (an exact copy of an earlier column)
     are left out and listed in ``ignored`` with the excluded ones, so that scoring input may
-    still hold them. A duplicated column would count its value twice in the score; a constant
-    one has no variance to learn.
+    still hold them; so are date and time columns (:func:`is_temporal`). A duplicated column
+    would count its value twice in the score; a constant one has no variance to learn.
 
     Missing values (null, blank, NaN) in some rows of a column are part of the normal data:
     a numeric column gets a ``fill``, the median of its values, which every encoder puts in
@@ -58,7 +59,7 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
             ignored.append(name)
             continue
         arr = np.asarray(values)
-        if _is_empty(arr):  # a column no row fills (an unused field of an export)
+        if _is_empty(arr) or (name not in categorical and is_temporal(arr)):  # dates recur never
             ignored.append(name)
             continue
         # an amount column exported as "12,345.67" is read as text: numbers all the same
@@ -83,6 +84,19 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         raise InputError("no feature columns left to train on: every column is excluded, "
                          f"constant or a copy of another ({ignored})")
     return TabularInput(columns=out, ignored=ignored)
+
+
+def is_temporal(arr: np.ndarray) -> bool:
+    """A column of dates, times or durations (numpy datetime64/timedelta64, or Python
+    date/time objects): left out, because the dates of the normal rows never come back, so
+    every later row would fall in the unknown category and score as anomalous. What matters
+    in them (the hour, the weekday, an age) is a column the user can derive."""
+    if arr.dtype.kind in "Mm":
+        return True
+    if arr.dtype.kind != "O":
+        return False
+    first = next((v for v in arr.tolist() if not is_missing(v)), None)
+    return isinstance(first, datetime.date | datetime.time | datetime.timedelta)
 
 
 def _is_empty(arr: np.ndarray) -> bool:

@@ -280,3 +280,32 @@ def test_amounts_with_thousands_separators_train_and_score_as_plain_numbers(
                  for n in ("grouped", "plain"))
     assert got.size == 400
     np.testing.assert_array_equal(got, want)
+
+
+def test_date_columns_are_left_out_and_new_dates_score_alike(tmp_path: Path) -> None:
+    """A log export with a timestamp and a date column: training leaves both out and says
+    so; rows from later days score exactly as the same rows with training's dates."""
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=300).tolist()
+    b = [v + 0.1 * float(rng.normal()) for v in a]
+
+    def write(name: str, month: int) -> Path:
+        path = tmp_path / name
+        path.write_text("when,a,b,day\n" + "".join(
+            f"2024-{month:02d}-{1 + i % 28:02d}T{i % 24:02d}:30:00,{x!r},{y!r},"
+            f"2024-{month:02d}-{1 + i % 28:02d}\n"
+            for i, (x, y) in enumerate(zip(a, b, strict=True))))
+        return path
+
+    proc = run("train", write("jan.csv", 1), "--out", tmp_path / "m", "--epochs", "3",
+               "--hidden", "16", "--latent-dim", "2", "--target-fpr", "0.05", "--quiet")
+    assert "left out 2 date/time column(s): when, day (the dates of the normal rows never " \
+           "come back" in proc.stdout
+    manifest = json.loads((tmp_path / "m" / "bundle.json").read_text())
+    assert [c["name"] for c in manifest["input"]["columns"]] == ["a", "b"]
+    for name, month in (("jan.csv", 1), ("jun.csv", 6)):
+        run("score", tmp_path / "m", write(name, month), "--out", tmp_path / f"s_{name}")
+    jan, jun = (pacsv.read_csv(tmp_path / f"s_{n}").column("score").to_numpy()
+                for n in ("jan.csv", "jun.csv"))
+    assert jun.size == 300
+    np.testing.assert_array_equal(jun, jan)

@@ -78,3 +78,20 @@ def test_thousands_separated_text_is_a_numeric_column() -> None:
     assert amount.fill == pytest.approx(np.median([1250.5, 980, 12000, -3100]))
     assert isinstance(by_name["label"], CategoricalColumn)
     assert infer_schema(cols, categorical=["amount"]).columns[-2].type == "categorical"
+
+
+def test_date_and_time_columns_are_left_out() -> None:
+    """Timestamps (as Arrow reads ISO text), dates and durations never recur in later rows:
+    left out like a constant, unless named with ``categorical``."""
+    import datetime
+
+    cols = _columns()
+    cols["when"] = np.arange(50).astype("datetime64[s]")
+    cols["day"] = np.array([datetime.date(2024, 1, 1 + i % 28) for i in range(50)], dtype=object)
+    cols["took"] = np.arange(50).astype("timedelta64[ms]")
+    cols["code"] = np.array(["a", "b"] * 25, dtype=object)
+    schema = infer_schema(cols)
+    assert [c.name for c in schema.columns] == ["x", "y", "code"]
+    assert schema.ignored[-3:] == ["when", "day", "took"]
+    forced = infer_schema(cols, categorical=["day"])
+    assert "day" in [c.name for c in forced.columns]
