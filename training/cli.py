@@ -35,11 +35,12 @@ def _train(args: argparse.Namespace) -> int:
     from anomaly.batch.sources import read_table, table_columns
     from training.datasets import load_image_folder
     from training.pipeline import image_config, tabular_config, train_images, train_tabular
-    from training.tabular import is_temporal, missing_filled
+    from training.tabular import is_row_number, is_temporal, missing_filled
 
     name = args.name or Path(args.out).name
     started = time.perf_counter()
     dates: list[str] = []
+    numbering: list[str] = []
     if source.is_dir():
         images, schema = load_image_folder(source, args.image_size, args.channels,
                                            progress=not args.quiet)
@@ -51,6 +52,7 @@ def _train(args: argparse.Namespace) -> int:
         config = tabular_config(**overrides)
         columns = table_columns(read_table(source))
         dates = [c for c, values in columns.items() if is_temporal(values)]
+        numbering = [c for c, values in columns.items() if is_row_number(values)]
         report = train_tabular(columns, args.out, name, config,
                                categorical=args.categorical or (), exclude=args.exclude or ())
     else:
@@ -65,13 +67,17 @@ def _train(args: argparse.Namespace) -> int:
           f"{t.expected_fpr:.4f}, 95% interval {t.fpr_ci[0]:.4f}-{t.fpr_ci[1]:.4f} "
           f"({t.calibration_size} {'out-of-fold' if t.method == 'cross_fit' else 'held-out'} "
           "normal scores)")
-    left_out = [c for c in getattr(m.input, "ignored", [])
-                if c not in (args.exclude or ()) and c not in dates]
-    dated = [c for c in dates if c not in (args.exclude or ())]
+    ignored = [c for c in getattr(m.input, "ignored", []) if c not in (args.exclude or ())]
+    dated = [c for c in ignored if c in dates]
+    numbered = [c for c in ignored if c in numbering and c not in dated]
+    left_out = [c for c in ignored if c not in dated and c not in numbered]
     if dated:
         print(f"left out {len(dated)} date/time column(s): {', '.join(dated)} (the dates of the "
               "normal rows never come back; add what matters in them, such as the hour or "
               "the weekday, as a column)")
+    if numbered:
+        print(f"left out {len(numbered)} column(s) that number the rows (each value once, "
+              f"consecutive): {', '.join(repr(c) for c in numbered)}")
     if left_out:
         print(f"left out {len(left_out)} column(s) that are constant, empty or a copy of "
               f"another: {', '.join(left_out)}")

@@ -38,7 +38,8 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     ``categorical`` become categorical over the values seen. Columns that carry nothing (a
     constant, or no value in any row) or nothing new (an exact copy of an earlier column)
     are left out and listed in ``ignored`` with the excluded ones, so that scoring input may
-    still hold them; so are date and time columns (:func:`is_temporal`). A duplicated column
+    still hold them; so are date and time columns (:func:`is_temporal`) and row numbers
+    (:func:`is_row_number`). A duplicated column
     would count its value twice in the score; a constant one has no variance to learn.
 
     Missing values (null, blank, NaN) in some rows of a column are part of the normal data:
@@ -59,8 +60,9 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
             ignored.append(name)
             continue
         arr = np.asarray(values)
-        if _is_empty(arr) or (name not in categorical and is_temporal(arr)):  # dates recur never
-            ignored.append(name)
+        if _is_empty(arr) or (name not in categorical
+                              and (is_temporal(arr) or is_row_number(arr))):
+            ignored.append(name)  # an unused field; dates and row numbers that never recur
             continue
         # an amount column exported as "12,345.67" is read as text: numbers all the same
         grouped = None if name in categorical else as_grouped_numbers(arr)
@@ -97,6 +99,23 @@ def is_temporal(arr: np.ndarray) -> bool:
         return False
     first = next((v for v in arr.tolist() if not is_missing(v)), None)
     return isinstance(first, datetime.date | datetime.time | datetime.timedelta)
+
+
+#: Fewer rows than this and distinct consecutive integers may be a measurement by chance.
+MIN_ROWS_FOR_ROW_NUMBER = 20
+
+
+def is_row_number(arr: np.ndarray) -> bool:
+    """A numeric column that numbers the rows: integers, each value once, consecutive (any
+    order, any start), as pandas' ``to_csv`` writes its index in a column with no name and
+    exports write ids. It holds nothing about what is normal, and later rows carry numbers
+    beyond the training range: left out."""
+    if arr.dtype.kind not in "iuf" or arr.size < MIN_ROWS_FOR_ROW_NUMBER:
+        return False
+    num = arr.astype(np.float64)
+    if not np.isfinite(num).all() or not np.all(num == np.round(num)):
+        return False
+    return bool(num.max() - num.min() == num.size - 1 and np.unique(num).size == num.size)
 
 
 def _is_empty(arr: np.ndarray) -> bool:

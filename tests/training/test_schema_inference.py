@@ -95,3 +95,19 @@ def test_date_and_time_columns_are_left_out() -> None:
     assert schema.ignored[-3:] == ["when", "day", "took"]
     forced = infer_schema(cols, categorical=["day"])
     assert "day" in [c.name for c in forced.columns]
+
+
+def test_row_numbers_are_left_out() -> None:
+    """A pandas index written by ``to_csv`` (0..n-1) or an id in shuffled order (distinct,
+    consecutive integers) numbers the rows: left out. Integers that repeat or skip, too few
+    rows, and a column named with ``categorical`` are kept."""
+    rng = np.random.default_rng(1)
+    cols = _columns()
+    cols["index"] = np.arange(50)
+    cols["id"] = rng.permutation(50).astype(np.float64) + 1000
+    cols["skips"] = np.arange(50) * 2
+    schema = infer_schema(cols)
+    assert schema.ignored[-2:] == ["index", "id"] and "skips" in [c.name for c in schema.columns]
+    assert "index" in [c.name for c in infer_schema(cols, categorical=["index"]).columns]
+    few = {"x": rng.normal(size=19), "n": np.arange(19)}
+    assert [c.name for c in infer_schema(few).columns] == ["x", "n"]
