@@ -89,29 +89,18 @@ def grouped_number(text: str) -> float | None:
 
 
 def as_grouped_numbers(values: np.ndarray) -> np.ndarray | None:
-    """A text column as float64 (NaN where missing) when its values are numbers and at least
-    one is written with thousands separators; None otherwise. Training uses it to tell an
-    amount column exported as ``"1,234.50"`` from a categorical one."""
-    if values.dtype.kind not in "OUS":
+    """A text column as float64 (NaN where missing) when at least one value is a number
+    written with thousands separators and all are numbers (read by :func:`to_float`, as the
+    encoders will read them); None otherwise. Training uses it to tell an amount column
+    exported as ``"1,234.50"`` from a categorical one."""
+    if values.dtype.kind not in "OU":
         return None
-    out = np.empty(len(values), dtype=np.float64)
-    grouped = False
-    for i, value in enumerate(values.tolist()):
-        if is_missing(value):
-            out[i] = np.nan
-            continue
-        if not isinstance(value, str):
-            return None
-        number = grouped_number(value)
-        if number is not None:
-            grouped = True
-            out[i] = number
-            continue
-        try:
-            out[i] = float(value)
-        except ValueError:
-            return None
-    return out if grouped else None
+    texts = values.tolist()
+    if not any(isinstance(v, str) and grouped_number(v) is not None for v in texts):
+        return None
+    out, problems = to_float("", texts)
+    missing = {i for i in problems if is_missing(texts[i])}
+    return None if set(problems) - missing else out
 
 
 def iter_values(values: Sequence[Any] | np.ndarray) -> Iterable[Any]:
