@@ -39,8 +39,8 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     constant, or no value in any row) or nothing new (an exact copy of an earlier column)
     are left out and listed in ``ignored`` with the excluded ones, so that scoring input may
     still hold them; so are date and time columns (:func:`is_temporal`) and row numbers
-    (:func:`is_row_number`). A duplicated column
-    would count its value twice in the score; a constant one has no variance to learn.
+    (:func:`is_row_number`). A duplicated column would count its value twice in the score; a
+    constant one has no variance to learn.
 
     Missing values (null, blank, NaN) in some rows of a column are part of the normal data:
     a numeric column gets a ``fill``, the median of its values, which every encoder puts in
@@ -69,7 +69,7 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         if grouped is not None:
             arr = grouped
         _check_finite(name, arr, name in categorical)
-        any_missing = _has_missing(arr, name in categorical)
+        any_missing = _has_missing(arr)
         if rows is not None:
             arr = arr[rows]
         if _is_empty(arr):  # values only in rows the model is not fitted on
@@ -122,7 +122,7 @@ def _is_empty(arr: np.ndarray) -> bool:
     """True when no row has a value: all null, NaN or blank."""
     if arr.dtype.kind in "fiu":
         return bool(np.isnan(arr.astype(np.float64)).all())
-    return all(v is None or v != v or v == "" for v in arr.tolist())
+    return all(map(is_missing, arr.tolist()))
 
 
 def _check_finite(name: str, arr: np.ndarray, force_categorical: bool) -> None:
@@ -135,7 +135,7 @@ def _check_finite(name: str, arr: np.ndarray, force_categorical: bool) -> None:
                              f"({bad.size} such rows); clean the training data first")
 
 
-def _has_missing(arr: np.ndarray, force_categorical: bool) -> bool:
+def _has_missing(arr: np.ndarray) -> bool:
     if arr.dtype.kind in "fiu":
         return bool(np.isnan(arr.astype(np.float64)).any())
     return any(map(is_missing, arr.tolist()))
