@@ -129,9 +129,12 @@ async def score(request: Request, name: str) -> Response:
         strict = _Strictness(RESIZE.read(request, default=settings.resize_images),
                              IGNORE_UNKNOWN.read(request,
                                                  default=settings.ignore_unknown_columns))
-        x, filenames = await _read_inputs(request, mv, strict)  # (B, D)
+        inputs, filenames = await _read_inputs(request, mv, strict)
         s = settings.default_seed if seed is None else seed
-        result = await admission.submit(x, [s] * x.shape[0], n_mc)
+        seeds = [s] * len(inputs)
+        # JSON rows are encoded by the batcher, with the rest of their batch
+        result = await (admission.submit(inputs, seeds, n_mc) if isinstance(inputs, np.ndarray)
+                        else admission.submit_rows(inputs, seeds, n_mc))
         items = _items(mv, result, SCORE_SE.read(request))
         if filenames:
             for item, fname in zip(items, filenames, strict=True):
@@ -187,8 +190,9 @@ class _Strictness:
 
 
 async def _read_inputs(request: Request, mv: ModelVersion, strict: _Strictness
-                       ) -> tuple[np.ndarray, list[str]]:
-    """The request body -> preprocessed x (B, D) float32, plus file names for multipart."""
+                       ) -> tuple[np.ndarray | list[Any], list[str]]:
+    """The request body -> preprocessed x (B, D) float32, or for a JSON body its checked
+    rows (the batcher encodes them), plus file names for multipart."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     prep = mv.scorer.preprocessor
     limit = get_state(request).settings.max_items_per_request
@@ -226,7 +230,7 @@ async def _read_inputs(request: Request, mv: ModelVersion, strict: _Strictness
                 _check_unknown(prep, prep.unknown_columns(rows))
             if b"true" in body or b"false" in body:  # no JSON boolean without the literal
                 prep.reject_booleans(rows)  # JSON true is not 1
-            return prep.encode_rows(rows), []
+            return rows, []
         return _csv_x(prep, body, limit, strict.ignore_unknown_columns), []
     raise UnsupportedMediaTypeError(
         f"unsupported Content-Type '{ctype or '(none)'}': send application/json or text/csv "

@@ -152,3 +152,62 @@ def test_bad_input_fails_alone_and_close_drains(scorer: Scorer,
             batcher.submit(x[:1], [0], 16)
 
     asyncio.run(run())
+
+
+def test_rows_are_encoded_per_batch_and_score_as_offline(scorer: Scorer,
+                                                         bundles: TrainedBundles) -> None:
+    """Row requests, alone or batched with preprocessed ones, get the scores that offline
+    ``score_rows`` gives the same rows with the same seeds, in one onnxruntime call."""
+    rows = bundles.cancer_rows[:8]
+    x = _x(scorer, bundles, 8)
+
+    async def run() -> tuple[list[float], np.ndarray]:
+        batcher, metrics = _batcher(scorer, max_batch_size=64, max_queue_delay_us=50_000)
+        futures = [batcher.submit_rows(rows[0:3], [7, 8, 9], 16),
+                   batcher.submit(x[3:4], [10], 16),
+                   batcher.submit_rows(rows[4:5], [11], 16),
+                   batcher.submit_rows(rows[5:8], [12, 13, 14], 16)]
+        results = await asyncio.gather(*futures)
+        await batcher.close()
+        return [float(s) for r in results for s in r.scores], _batch_sizes(metrics)
+
+    scores, sizes = asyncio.run(run())
+    offline = scorer.score_rows(rows, seeds=list(range(7, 15)))
+    np.testing.assert_allclose(scores, offline.scores, RTOL, ATOL)
+    assert sizes.sum() == 1  # one call for all four requests
+
+    async def all_rows() -> list[float]:
+        batcher, _ = _batcher(scorer, max_batch_size=64, max_queue_delay_us=50_000)
+        results = await asyncio.gather(*(batcher.submit_rows(rows[i:i + 1], [7 + i], 16)
+                                         for i in range(8)))
+        await batcher.close()
+        return [float(r.scores[0]) for r in results]
+
+    np.testing.assert_allclose(asyncio.run(all_rows()), offline.scores, RTOL, ATOL)
+
+
+def test_a_bad_row_fails_its_own_request_with_its_own_row_number(
+        scorer: Scorer, bundles: TrainedBundles) -> None:
+    rows = bundles.cancer_rows[:4]
+    name = next(iter(rows[0]))
+    bad = [dict(rows[2]), {**rows[3], name: "not a number"}]
+
+    async def run() -> tuple[list[float], BaseException | None, ServiceMetrics]:
+        batcher, metrics = _batcher(scorer, max_batch_size=64, max_queue_delay_us=50_000)
+        good = [batcher.submit_rows(rows[i:i + 1], [i], 16) for i in range(2)]
+        failing = batcher.submit_rows(bad, [2, 3], 16)
+        later = batcher.submit_rows(rows[3:4], [3], 16)
+        results = await asyncio.gather(*good, later)
+        error = await asyncio.gather(failing, return_exceptions=True)
+        with pytest.raises(InputError, match="no rows"):
+            batcher.submit_rows([], [], 16)
+        await batcher.close()
+        return [float(r.scores[0]) for r in results], error[0], metrics
+
+    scores, error, metrics = asyncio.run(run())
+    assert isinstance(error, InputError)
+    assert f"row 1: column '{name}'" in str(error)  # the row's index in its own request
+    offline = scorer.score_rows([rows[0], rows[1], rows[3]], seeds=[0, 1, 3])
+    np.testing.assert_allclose(scores, offline.scores, RTOL, ATOL)
+    child = metrics.batch_size.labels("cancer", "1")
+    assert child.counts.sum() == 1 and child.total == 3  # the good rows, in one call
