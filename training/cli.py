@@ -25,6 +25,12 @@ def _needs_torch(command: str) -> None:
         raise MissingExtraError(f"`anomaly {command}`", "train") from exc
 
 
+def _names(columns: list[str]) -> str:
+    """Column names for a message; a header field left blank (a pandas index, the field
+    after a trailing delimiter) is named as such rather than printed as nothing."""
+    return ", ".join(c if c.strip() else "(a column with no name)" for c in columns)
+
+
 def _train(args: argparse.Namespace) -> int:
     overrides = {**given(args, SETTINGS), "progress": not args.quiet}
     TrainConfig(**overrides)  # every flag checked before any data is read
@@ -72,15 +78,15 @@ def _train(args: argparse.Namespace) -> int:
     numbered = [c for c in ignored if c in numbering and c not in dated]
     left_out = [c for c in ignored if c not in dated and c not in numbered]
     if dated:
-        print(f"left out {len(dated)} date/time column(s): {', '.join(dated)} (the dates of the "
+        print(f"left out {len(dated)} date/time column(s): {_names(dated)} (the dates of the "
               "normal rows never come back; add what matters in them, such as the hour or "
               "the weekday, as a column)")
     if numbered:
         print(f"left out {len(numbered)} column(s) that number the rows (each value once, "
-              f"consecutive): {', '.join(repr(c) for c in numbered)}")
+              f"consecutive): {_names(numbered)}")
     if left_out:
         print(f"left out {len(left_out)} column(s) that are constant, empty or a copy of "
-              f"another: {', '.join(left_out)}")
+              f"another: {_names(left_out)}")
     filled = missing_filled(m.input)
     if filled:
         print(f"{len(filled)} column(s) have missing values in the normal rows, filled the same "

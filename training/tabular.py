@@ -15,7 +15,7 @@ from anomaly.bundle import (
     TabularInput,
 )
 from anomaly.errors import InputError
-from anomaly.preprocessing import as_grouped_numbers, category_key, is_missing
+from anomaly.preprocessing import as_numbers, category_key, is_missing
 from training.likelihood import Block
 
 #: A string column with more distinct values than this (and mostly unique) is an identifier.
@@ -40,14 +40,17 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     are left out and listed in ``ignored`` with the excluded ones, so that scoring input may
     still hold them; so are date and time columns (:func:`is_temporal`) and row numbers
     (:func:`is_row_number`). A duplicated column would count its value twice in the score; a
-    constant one has no variance to learn.
+    constant one has no variance to learn. A text column whose values are all numbers or
+    missing (:func:`~anomaly.preprocessing.as_numbers`: a marker the CSV reader did not know,
+    amounts written ``"$1,234.50"``, rates ``"12%"``) is a column of those numbers.
 
-    Missing values (null, blank, NaN) in some rows of a column are part of the normal data:
-    a numeric column gets a ``fill``, the median of its values, which every encoder puts in
-    for a missing value, and a categorical one the category :data:`MISSING_CATEGORY`. (What
-    PyOD users do by hand with a median imputer, here stored in the bundle so that scoring
-    fills the same way.) A column with no missing value in training keeps refusing them when
-    scoring: there a missing value is a broken row, not a normal one."""
+    Missing values (null, blank, a marker such as ``NA`` or ``?``, NaN) in some rows of a
+    column are part of the normal data: a numeric column gets a ``fill``, the median of its
+    values, which every encoder puts in for a missing value, and a categorical one the
+    category :data:`MISSING_CATEGORY`. (What PyOD users do by hand with a median imputer,
+    here stored in the bundle so that scoring fills the same way.) A column with no missing
+    value in training keeps refusing them when scoring: there a missing value is a broken
+    row, not a normal one."""
     unknown = (set(categorical) | set(exclude)) - set(columns)
     if unknown:
         raise InputError(f"column(s) {sorted(unknown)} named in --categorical/--exclude are not "
@@ -60,14 +63,14 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
             ignored.append(name)
             continue
         arr = np.asarray(values)
+        # numbers a reader left as text ("$12,345.67", a marker it does not know): numbers
+        parsed = None if name in categorical else as_numbers(arr)
+        if parsed is not None:
+            arr = parsed[0]
         if _is_empty(arr) or (name not in categorical
                               and (is_temporal(arr) or is_row_number(arr))):
             ignored.append(name)  # an unused field; dates and row numbers that never recur
             continue
-        # an amount column exported as "12,345.67" is read as text: numbers all the same
-        grouped = None if name in categorical else as_grouped_numbers(arr)
-        if grouped is not None:
-            arr = grouped
         _check_finite(name, arr, name in categorical)
         any_missing = _has_missing(arr)
         if rows is not None:
@@ -75,7 +78,8 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         if _is_empty(arr):  # values only in rows the model is not fitted on
             ignored.append(name)
             continue
-        col = _column(name, arr, name in categorical, any_missing, grouped is not None)
+        col = _column(name, arr, name in categorical, any_missing,
+                      parsed is not None and parsed[1])
         key = _fingerprint(col, arr)
         if _is_constant(col, arr) or key in seen:
             ignored.append(name)
@@ -143,8 +147,8 @@ def _has_missing(arr: np.ndarray) -> bool:
 
 def _column(name: str, arr: np.ndarray, force_categorical: bool, any_missing: bool,
             force_numeric: bool = False) -> Column:
-    """``force_numeric``: the values were text with thousands separators, which the encoders
-    parse as numbers (never as category names, so never as a code)."""
+    """``force_numeric``: the values were formatted text (``"1,200"``, ``"$5"``, ``"12%"``),
+    which the encoders parse as numbers (never as category names, so never as a code)."""
     if not force_categorical and arr.dtype.kind in "fiu":
         num = arr.astype(np.float64)
         num = num[~np.isnan(num)]  # missing values: filled, not measured

@@ -17,12 +17,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from anomaly.errors import InputError
+from anomaly.preprocessing.values import MISSING_TOKENS
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 TABLE_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 
 def read_table(path: str | os.PathLike[str]) -> pa.Table:
-    """A whole CSV (with header) or Parquet file as an Arrow table; clear errors otherwise."""
+    """A whole CSV (with header) or Parquet file as an Arrow table; clear errors otherwise.
+    A CSV's missing markers (:data:`MISSING_TOKENS`) are read as nulls, so that a numeric
+    column with ``?`` or ``NA`` in some rows is read as numbers with gaps."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"no such file: {p}")
@@ -35,6 +38,7 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
             with p.open("rb") as fh:
                 head = fh.read(1 << 16)
             convert = pacsv.ConvertOptions(strings_can_be_null=True,
+                                           null_values=["", *sorted(MISSING_TOKENS)],
                                            decimal_point=sniff_decimal(head))
             table = pacsv.read_csv(p, parse_options=csv_parse_options(head),
                                    convert_options=convert)

@@ -4,10 +4,12 @@ images (``image``), and what a raw value means (``values``)."""
 from anomaly.preprocessing.image import DEFAULT_MAX_PIXELS, ImagePreprocessor
 from anomaly.preprocessing.tabular import Prepared, TabularPreprocessor, rejected_rows_error
 from anomaly.preprocessing.values import (
+    MISSING_TOKENS,
     all_finite,
-    as_grouped_numbers,
+    as_numbers,
     category_key,
     csv_category,
+    formatted_number,
     is_missing,
     rows_to_columns,
     to_float,
@@ -15,13 +17,15 @@ from anomaly.preprocessing.values import (
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "MISSING_TOKENS",
     "ImagePreprocessor",
     "Prepared",
     "TabularPreprocessor",
     "all_finite",
-    "as_grouped_numbers",
+    "as_numbers",
     "category_key",
     "csv_category",
+    "formatted_number",
     "is_missing",
     "rejected_rows_error",
     "rows_to_columns",

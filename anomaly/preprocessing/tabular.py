@@ -164,6 +164,12 @@ class TabularPreprocessor:
         _, _, lookup, unknown = self._categorical[column]
         return lookup.get(category_key(value), unknown)
 
+    def _learned_marker(self, column: int, value: Any) -> bool:
+        """A missing marker that is a category of the bundle: ``?`` or ``-`` were text to
+        bundles trained before they were markers (:data:`MISSING_TOKENS`), and such a
+        bundle keeps scoring them as the category it learned."""
+        return isinstance(value, str) and value.strip() in self._categorical[column][2]
+
     # --- columns of Python / numpy values -------------------------------------------------------
 
     def transform(self, columns: Mapping[str, Sequence[Any] | np.ndarray],
@@ -192,7 +198,7 @@ class TabularPreprocessor:
                 continue
             missing_slot = self._missing_slots[j]
             for i, value in enumerate(iter_values(values)):
-                if not is_missing(value):
+                if not is_missing(value) or self._learned_marker(j, value):
                     codes[i, j] = self._slot(j, value)
                     continue
                 codes[i, j] = missing_slot
@@ -267,10 +273,10 @@ class TabularPreprocessor:
             if type(row) is not dict and not isinstance(row, Mapping):
                 raise _Fallback
             slots = []
-            for (name, _, lookup, unknown), missing_slot in zip(
-                    self._categorical, self._missing_slots, strict=True):
+            for j, ((name, _, lookup, unknown), missing_slot) in enumerate(zip(
+                    self._categorical, self._missing_slots, strict=True)):
                 value = row.get(name)
-                if is_missing(value):
+                if is_missing(value) and not self._learned_marker(j, value):
                     if missing_slot < 0 or name not in row:
                         raise _Fallback  # the columnar path says which row, or fills it
                     slots.append(missing_slot)
@@ -343,7 +349,8 @@ class TabularPreprocessor:
                     value = value.decode("utf-8", "replace")
                     invalid.append(d)
             value = csv_category(value, known) if from_csv else value
-            slots[d] = missing_slot if is_missing(value) else self._slot(j, value)
+            gap = is_missing(value) and not self._learned_marker(j, value)
+            slots[d] = missing_slot if gap else self._slot(j, value)
         slots[-1] = missing_slot  # nulls
         index = encoded.indices.fill_null(len(slots) - 1).to_numpy(zero_copy_only=False)
         code = slots[index]  # (n,)

@@ -35,14 +35,28 @@ def all_finite(a: np.ndarray) -> bool:
     return bool(np.isfinite(a).all())
 
 
+#: Text that stands for a missing value: Arrow's CSV null markers (the spreadsheet and pandas
+#: spellings of NA and NaN) plus the markers of other exports: ``?`` (the UCI repository's),
+#: ``-`` and ``--`` (report tables), ``None`` (Python's ``str(None)``). Training reads CSV
+#: with these as nulls (:func:`anomaly.batch.sources.read_table`), and every encoder asks
+#: :func:`is_missing`, so a marker means the same on every way in.
+MISSING_TOKENS = frozenset({
+    "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null",  # pyarrow.csv's default null_values
+    "?", "-", "--", "None",
+})
+
+
 def is_missing(value: Any) -> bool:
-    """A value that stands for nothing: None (a null), blank text, or a float NaN (how
-    pandas and a numeric CSV column hold an empty cell; Arrow's CSV reader reads the text
-    ``NaN`` as a null too). A column whose training rows had missing values scores them as
-    training saw them (:attr:`NumericColumn.fill`, the :data:`MISSING_CATEGORY`); elsewhere
-    a missing value makes its row a bad row."""
-    return (value is None or (isinstance(value, str) and not value.strip())
-            or (isinstance(value, float) and value != value))
+    """A value that stands for nothing: None (a null), blank text, a missing marker
+    (:data:`MISSING_TOKENS`, surrounding blanks ignored) or a float NaN (how pandas and a
+    numeric CSV column hold an empty cell). A column whose training rows had missing values
+    scores them as training saw them (:attr:`NumericColumn.fill`, the
+    :data:`MISSING_CATEGORY`); elsewhere a missing value makes its row a bad row."""
+    if isinstance(value, str):
+        key = value.strip()
+        return not key or key in MISSING_TOKENS
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def category_key(value: Any) -> str:
@@ -74,33 +88,54 @@ def csv_category(text: str, known: frozenset[str]) -> str:
     return candidate if candidate is not None and candidate in known else text
 
 
-#: A number written with ``,`` between groups of three digits and ``.`` as the decimal mark
-#: (``12,345.67``, ``-1,000``), as spreadsheets and reports format amounts.
-_GROUPED = re.compile(r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?\s*")
+#: A number formatted for people: ``,`` between groups of three digits (``.`` is the decimal
+#: mark), a currency sign in front, a per cent sign behind: ``12,345.67``, ``-1,000``,
+#: ``$1,200.00``, ``-€5``, ``12.5%``, as spreadsheets and reports write amounts and rates.
+_FORMATTED = re.compile(
+    r"\s*(?P<sign>[+-]?)\s*(?P<currency>[$€£¥]?)\s*(?P<sign2>[+-]?)"
+    r"(?P<number>\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)\s*(?P<percent>%?)\s*")
 
 
-def grouped_number(text: str) -> float | None:
-    """The number a thousands-separated text stands for (``"12,345.67"`` -> 12345.67), or
-    None when the text is not one. CSV readers (Arrow's among them) read such a field as
-    text; every numeric path reads it through :func:`to_float`, which uses this."""
-    if _GROUPED.fullmatch(text) is None:
+#: The characters a formatted number has and a plain one has not.
+_PLAIN = frozenset(",$€£¥%")
+
+
+def formatted_number(text: str) -> float | None:
+    """The number a formatted text stands for (``"12,345.67"`` -> 12345.67, ``"$1,200"`` ->
+    1200.0, ``"12.5%"`` -> 0.125), or None when the text is not one. CSV readers (Arrow's
+    among them) read such a field as text; every numeric path reads it through
+    :func:`to_float`, which uses this. A per cent is read as the fraction it means; the scale
+    of a column does not matter to the model, which standardises it."""
+    match = _FORMATTED.fullmatch(text)
+    if match is None:
         return None
-    return float(text.replace(",", ""))
+    sign, currency, sign2, number, percent = match.group(
+        "sign", "currency", "sign2", "number", "percent")
+    if (sign and sign2) or (sign2 and not currency) or (currency and percent):
+        return None
+    value = float(number.replace(",", ""))
+    value = -value if "-" in (sign, sign2) else value
+    return value / 100.0 if percent else value
 
 
-def as_grouped_numbers(values: np.ndarray) -> np.ndarray | None:
-    """A text column as float64 (NaN where missing) when at least one value is a number
-    written with thousands separators and all are numbers (read by :func:`to_float`, as the
-    encoders will read them); None otherwise. Training uses it to tell an amount column
-    exported as ``"1,234.50"`` from a categorical one."""
+def as_numbers(values: np.ndarray) -> tuple[np.ndarray, bool] | None:
+    """A text column as float64 (NaN where missing) when every value is a number or missing
+    (read by :func:`to_float`, as the encoders will read them) and at least one is a number;
+    None otherwise. The flag says whether some value was formatted (:func:`formatted_number`).
+    Training uses it for the columns a CSV reader left as text because of a marker it does
+    not know (``" "``) or a format it does not read (``"$1,234.50"``), and for Parquet
+    columns of numbers stored as strings."""
     if values.dtype.kind not in "OU":
         return None
     texts = values.tolist()
-    if not any(isinstance(v, str) and grouped_number(v) is not None for v in texts):
+    if not all(isinstance(v, str) or v is None for v in texts):
         return None
     out, problems = to_float("", texts)
-    missing = {i for i in problems if is_missing(texts[i])}
-    return None if set(problems) - missing else out
+    if any(not is_missing(texts[i]) for i in problems) or len(problems) == len(texts):
+        return None
+    # every value parsed: those with a group, currency or per cent sign were formatted
+    formatted = any(v is not None and not _PLAIN.isdisjoint(v) for v in texts)
+    return out, formatted
 
 
 def iter_values(values: Sequence[Any] | np.ndarray) -> Iterable[Any]:
@@ -110,9 +145,10 @@ def iter_values(values: Sequence[Any] | np.ndarray) -> Iterable[Any]:
 def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None = None
              ) -> tuple[np.ndarray, dict[int, str]]:
     """Values -> float64 array plus {row: reason} for missing, non-numeric or non-finite ones
-    (their entries are NaN). With a ``fill`` (the column's training median, for a column
-    whose training rows had missing values), missing values (None, blank, NaN) become
-    ``fill`` instead of problems; infinities and text stay problems."""
+    (their entries are NaN). Numbers are Python's ``float`` of the value, or for text it does
+    not read, :func:`formatted_number`'s. With a ``fill`` (the column's training median, for
+    a column whose training rows had missing values), missing values (:func:`is_missing`)
+    become ``fill`` instead of problems; infinities and other text stay problems."""
     problems: dict[int, str] = {}
     arr = values if isinstance(values, np.ndarray) else None
     if arr is not None and arr.dtype.kind in "fiub":
@@ -132,7 +168,7 @@ def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None =
             try:
                 out[i] = float(value)
             except (TypeError, ValueError, OverflowError):  # OverflowError: int beyond float
-                number = grouped_number(value) if isinstance(value, str) else None
+                number = formatted_number(value) if isinstance(value, str) else None
                 if number is None:
                     problems[i] = f"column '{name}': {value!r} is not a number"
                     out[i] = np.nan

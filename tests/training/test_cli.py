@@ -214,37 +214,48 @@ def test_a_semicolon_export_with_an_empty_column_trains_and_scores(tmp_path: Pat
 
 
 def test_a_table_with_gaps_trains_and_its_gaps_score_as_filled(tmp_path: Path) -> None:
-    """An export with empty fields (and the text NA) in some columns: training fills them
-    and says which; `anomaly score` scores rows with gaps (no rejects), each as the same row
-    with the column's fill written in, and still rejects a gap in a column that had none."""
+    """An export with gaps in some columns, written as empty fields and as the markers real
+    tables use (``NA``, UCI's ``?``, ``-``, a blank, ``null``), and a trailing delimiter on
+    every line: training fills the gaps and says which columns, leaves the nameless last
+    column out and says so; `anomaly score` scores rows with gaps (no rejects), each as the
+    same row with the column's fill written in, and still rejects a gap in a column that had
+    none."""
     cols = make_tabular(600, seed=5)
     del cols["is_anomaly"]
     names = list(cols)
     rows = [list(map(str, r)) for r in zip(*(cols[c].tolist() for c in names), strict=True)]
     f1, color = names.index("f1"), names.index("color")
-    for i in range(0, 600, 9):
-        rows[i][f1] = "" if i % 2 else "NA"
-    for i in range(4, 600, 13):
-        rows[i][color] = ""
+    markers = ["", "NA", "?", "-", " ", "null"]
+    for k, i in enumerate(range(0, 600, 9)):
+        rows[i][f1] = markers[k % len(markers)]
+    for k, i in enumerate(range(4, 600, 13)):
+        rows[i][color] = markers[k % 3]
 
-    def write(name: str, body: list[list[str]]) -> Path:
+    def write(name: str, body: list[list[str]], end: str = "") -> Path:
         path = tmp_path / name
-        path.write_text("\n".join(",".join(r) for r in [names, *body]) + "\n")
+        path.write_text("\n".join(",".join(r) + end for r in [names, *body]) + "\n")
         return path
 
-    proc = run("train", write("gaps.csv", rows), "--out", tmp_path / "m", "--epochs", "3",
-               "--hidden", "16", "--latent-dim", "2", "--target-fpr", "0.05", "--quiet")
+    proc = run("train", write("gaps.csv", rows, end=","), "--out", tmp_path / "m",
+               "--epochs", "3", "--hidden", "16", "--latent-dim", "2", "--target-fpr", "0.05",
+               "--quiet")
     assert re.search(r"2 column\(s\) have missing values in the normal rows, filled the same "
                      r"way when scoring: f1 \(median \S+\), color \(a category\)\n", proc.stdout)
+    assert ("left out 1 column(s) that are constant, empty or a copy of another: "
+            "(a column with no name)\n") in proc.stdout
     fill = json.loads((tmp_path / "m" / "bundle.json").read_text())["input"]["columns"][
         names.index("f1")]["fill"]
-    few = [rows[0], rows[9], rows[4], [*rows[1][:2], "", *rows[1][3:]]]  # f2: no gaps in training
-    filled = [[repr(fill) if (j == f1 and not v) or v == "NA" else v for j, v in enumerate(r)]
+    few = [rows[0], rows[9], rows[18], rows[27], rows[36], rows[45], rows[4], rows[17],
+           rows[30], [*rows[1][:2], "", *rows[1][3:]]]  # f2: no gaps in training
+    assert {r[f1] for r in few[:6]} == set(markers) and {r[color] for r in few[6:9]} == {
+        "", "NA", "?"}
+    filled = [[repr(fill) if j == f1 and v.strip() in markers else
+               "" if j == color and v in markers else v for j, v in enumerate(r)]
               for r in few]
     for name, body in (("few.csv", few), ("filled.csv", filled)):
         run("score", tmp_path / "m", write(name, body), "--out", tmp_path / f"s_{name}")
     got, want = (pacsv.read_csv(tmp_path / f"s_{n}") for n in ("few.csv", "filled.csv"))
-    assert got.num_rows == 3 and np.isfinite(got.column("score").to_numpy()).all()
+    assert got.num_rows == 9 and np.isfinite(got.column("score").to_numpy()).all()
     np.testing.assert_allclose(got.column("score").to_numpy(), want.column("score").to_numpy(),
                                rtol=1e-6)
     rejects = (tmp_path / "s_few.rejects.csv").read_text()
@@ -324,8 +335,8 @@ def test_a_pandas_index_column_is_left_out(tmp_path: Path) -> None:
     (tmp_path / "frame.csv").write_text("\n".join(lines) + "\n")
     proc = run("train", tmp_path / "frame.csv", "--out", tmp_path / "m", "--epochs", "3",
                "--hidden", "16", "--latent-dim", "2", "--target-fpr", "0.05", "--quiet")
-    assert "left out 1 column(s) that number the rows (each value once, consecutive): ''" \
-        in proc.stdout
+    assert ("left out 1 column(s) that number the rows (each value once, consecutive): "
+            "(a column with no name)") in proc.stdout
     manifest = json.loads((tmp_path / "m" / "bundle.json").read_text())
     assert [c["name"] for c in manifest["input"]["columns"]] == names
     assert manifest["input"]["ignored"] == [""]

@@ -68,7 +68,7 @@ def test_a_table_of_empty_columns_has_nothing_to_train_on() -> None:
 
 def test_thousands_separated_text_is_a_numeric_column() -> None:
     """An amount column exported as text with thousands separators is numeric (its values
-    parsed, gaps filled); text of plain numbers stays what it was (categorical)."""
+    parsed, gaps filled); text of a few integer codes is categorical, as those codes are."""
     cols = _columns()
     cols["amount"] = np.array(["1,250.5", "980", None, "12,000", "-3,100"] * 10, dtype=object)
     cols["label"] = np.array(["1", "2"] * 25, dtype=object)
@@ -111,3 +111,35 @@ def test_row_numbers_are_left_out() -> None:
     assert "index" in [c.name for c in infer_schema(cols, categorical=["index"]).columns]
     few = {"x": rng.normal(size=19), "n": np.arange(19)}
     assert [c.name for c in infer_schema(few).columns] == ["x", "n"]
+
+
+def test_text_of_numbers_with_markers_or_formats_is_a_numeric_column() -> None:
+    """Columns a CSV reader leaves as text because of a marker it does not know (``?``, a
+    blank, ``-``) or a format it does not read (``$1,234.50``, ``12.5%``): numeric, with a
+    fill from the values that are there; plain numbers in text (a Parquet string column)
+    too. A column of integer codes with a marker is still categorical, the marker its
+    missing category; one word that is not a number or a marker keeps a column text."""
+    rng = np.random.default_rng(3)
+    x = np.round(rng.lognormal(3, 1, 60), 2)
+    marked = np.array([f"{v}" if i % 7 else ["?", " ", "-"][i % 3] for i, v in enumerate(x)],
+                      dtype=object)
+    cols = {"marked": marked,
+            "price": np.array([f"${v * 100:,.2f}" for v in x], dtype=object),
+            "rate": np.array([f"{v:.1f}%" for v in x], dtype=object),
+            "plain": np.array([repr(v) for v in (-x).tolist()], dtype=object),
+            "code": np.array([str(i % 4) if i % 9 else "?" for i in range(60)], dtype=object),
+            "word": np.array([*map(str, x[:-1].tolist()), "unknown"], dtype=object)}
+    by_name = {c.name: c for c in infer_schema(cols).columns}
+    marked_col = by_name["marked"]
+    assert isinstance(marked_col, NumericColumn)
+    assert marked_col.fill == pytest.approx(np.median(x[np.arange(60) % 7 != 0]))
+    for name in ("price", "rate", "plain"):
+        col = by_name[name]
+        assert isinstance(col, NumericColumn) and col.fill is None, name
+    assert by_name["price"].mean == pytest.approx(100 * np.median(x), rel=1e-6)
+    assert by_name["rate"].mean == pytest.approx(
+        np.median([float(f"{v:.1f}") for v in x]) / 100, rel=1e-6)
+    code = by_name["code"]
+    assert isinstance(code, CategoricalColumn)
+    assert code.categories == [MISSING_CATEGORY, "0", "1", "2", "3"]
+    assert isinstance(by_name["word"], CategoricalColumn)

@@ -136,6 +136,67 @@ def test_missing_values_are_filled_alike_by_every_encoder() -> None:
             prep.encode_rows([row])
 
 
+@pytest.mark.parametrize("marker", ["NA", "?", "-", "--", "null", "None", "N/A", " nan ",
+                                    "#N/A"])
+def test_missing_markers_are_missing_on_every_way_in(marker: str) -> None:
+    """The markers real exports write for a gap (UCI's ``?``, R's ``NA``, a report's ``-``)
+    are missing values on all three ways in: filled where the column has a fill, in the
+    missing category, and where the column has none, a row rejected as missing (not as "not
+    a number", and never a category)."""
+    prep = TabularPreprocessor(FILLED)
+    row = {"temp": marker, "site": marker, "load": 1.0}
+    want = np.array([[0.5, 1, 0, 0, 0, 0.5]], dtype=np.float32)
+    np.testing.assert_array_equal(prep.encode_rows([row]), want)
+    np.testing.assert_array_equal(prep.transform(rows_to_columns([row])).x, want)
+    csv = pa.table({"temp": pa.array([marker.encode()], pa.binary()),
+                    "site": pa.array([marker.encode()], pa.binary()),
+                    "load": pa.array([b"1"], pa.binary())})
+    x, reasons = prep.encode_arrow(csv, from_csv=True)
+    np.testing.assert_array_equal(x, want)
+    assert reasons == [None]
+    why = "column 'load': value is missing"
+    with pytest.raises(InputError, match=re.escape(why)):
+        prep.encode_rows([{"temp": 1.0, "site": "a", "load": marker}])
+    no_gaps = TabularPreprocessor(SCHEMA)
+    with pytest.raises(InputError, match=re.escape("column 'site': value is missing")):
+        no_gaps.encode_rows([{"temp": 1.0, "site": marker, "load": 1.0}])
+    csv_bad = pa.table({"temp": pa.array([b"1"], pa.binary()),
+                        "site": pa.array([b"a"], pa.binary()),
+                        "load": pa.array([marker.encode()], pa.binary())})
+    assert prep.encode_arrow(csv_bad, from_csv=True)[1] == [why]
+
+
+def test_a_marker_learned_as_a_category_stays_that_category() -> None:
+    """Bundles trained before ``?`` and ``-`` were missing markers may hold them as
+    categories: such a bundle keeps scoring them as the category it learned."""
+    old = TabularPreprocessor(TabularInput(columns=[
+        CategoricalColumn(name="grade", categories=["-", "?", "a"])]))
+    rows = [{"grade": "-"}, {"grade": "?"}, {"grade": "a"}]
+    want = np.eye(4, dtype=np.float32)[:3]
+    np.testing.assert_array_equal(old.encode_rows(rows), want)
+    np.testing.assert_array_equal(old.transform(rows_to_columns(rows)).x, want)
+    csv = pa.table({"grade": pa.array([b"-", b" ? ", b"a"], pa.binary())})
+    np.testing.assert_array_equal(old.encode_arrow(csv, from_csv=True)[0], want)
+
+
+def test_currency_and_per_cent_text_read_alike_by_every_encoder() -> None:
+    """Amounts and rates as spreadsheets format them are numbers on every way in: ``$1,200``
+    is 1200, ``-€5`` and ``$-5`` are -5, ``12.5%`` is 0.125; a sign in two places, a currency
+    sign behind the number, or a currency and a per cent sign at once are not numbers."""
+    prep = TabularPreprocessor(TabularInput(columns=[
+        NumericColumn(name="v", mean=0.0, std=1.0)]))
+    texts = ["$1,200.00", "-€5", "$-5", "12.5%", " £ 3 ", "-1,000%"]
+    want = np.array([[1200.0], [-5.0], [-5.0], [0.125], [3.0], [-10.0]], dtype=np.float32)
+    rows = [{"v": t} for t in texts]
+    np.testing.assert_allclose(prep.encode_rows(rows), want, rtol=1e-7)
+    np.testing.assert_allclose(prep.transform(rows_to_columns(rows)).x, want, rtol=1e-7)
+    csv = pa.table({"v": pa.array([t.encode() for t in texts], pa.binary())})
+    np.testing.assert_allclose(prep.encode_arrow(csv, from_csv=True)[0], want, rtol=1e-7)
+    for text in ("-$-5", "5$", "$5%", "+-5", "$", "%", "1,23%", "$1,23"):
+        with pytest.raises(InputError, match=re.escape(f"{text!r} is not a number")):
+            prep.encode_rows([{"v": text}])
+
+
 def test_a_fill_is_stored_only_when_set() -> None:
     """Bundles without missing values keep the manifest they had (no ``fill`` key)."""
     plain, filled = SCHEMA.columns[0], FILLED.columns[0]
