@@ -1,6 +1,7 @@
 """A model trained on a table with gaps scores gaps over HTTP as the library does: a JSON
-null or a blank CSV field in a column that had gaps in training is filled (200, the offline
-score); in a column that had none it is still a 422 naming the column."""
+null, a blank CSV field or a missing marker (``?``, ``NA``, ``-``) in a column that had gaps
+in training is filled (200, the offline score of the row with a null there); in a column that
+had none it is still a 422 naming the column."""
 
 from __future__ import annotations
 
@@ -36,9 +37,12 @@ def test_gaps_score_over_http_as_offline(gaps_server: tuple[Server, Path]) -> No
     names, x, _ = cancer_table()
     rows = [dict(zip(names[:8], map(float, r), strict=True)) for r in x[:4, :8]]
     rows[0]["mean_radius"] = None  # type: ignore[assignment]
+    for row, marker in zip(rows[1:], ("?", "NA", "-"), strict=True):
+        row["mean_radius"] = marker  # type: ignore[assignment]
+    offline = Scorer(bundle).score_rows([{**r, "mean_radius": None} for r in rows]).scores
     csv = "\n".join([",".join(names[:8])] + [
-        ",".join("" if v is None else repr(v) for v in r.values()) for r in rows]) + "\n"
-    offline = Scorer(bundle).score_rows(rows).scores
+        ",".join("" if v is None else v if isinstance(v, str) else repr(v)
+                 for v in r.values()) for r in rows]) + "\n"
     with server.client() as c:
         as_json = c.post("/v1/models/gaps/score", json={"rows": rows})
         as_csv = c.post("/v1/models/gaps/score", content=csv.encode(),
