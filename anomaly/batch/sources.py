@@ -20,7 +20,14 @@ from anomaly.errors import InputError
 from anomaly.preprocessing.values import MISSING_TOKENS
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
-TABLE_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
+PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+#: Compression a table file may carry, detected from its last suffix as Arrow's CSV reader
+#: (which training uses) detects it: ``rows.csv.gz`` is read as the CSV inside.
+COMPRESSION_SUFFIXES = frozenset({".gz", ".bz2", ".zst", ".lz4"})
+#: What a glob may match (``data/*``): CSV and other delimited text (the delimiter is read
+#: from the header), compressed or not, and Parquet. A file named on its own is read as CSV
+#: whatever its name unless it is Parquet, as training reads it.
+TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".tab", ".txt", *PARQUET_SUFFIXES})
 
 def read_table(path: str | os.PathLike[str]) -> pa.Table:
     """A whole CSV (with header) or Parquet file as an Arrow table; clear errors otherwise.
@@ -32,10 +39,10 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
     if p.stat().st_size == 0:
         raise InputError(f"{p} is empty; expected a CSV with a header row or a Parquet file")
     try:
-        if p.suffix.lower() in (".parquet", ".pq"):
+        if not is_csv(p):
             table = pq.read_table(p)
         else:
-            with p.open("rb") as fh:
+            with open_csv(p) as fh:
                 head = fh.read(1 << 16)
             convert = pacsv.ConvertOptions(strings_can_be_null=True,
                                            null_values=["", *sorted(MISSING_TOKENS)],
@@ -165,7 +172,26 @@ def csv_parse_options(header: bytes, **kwargs: Any) -> pacsv.ParseOptions:
 
 
 def is_csv(path: Path) -> bool:
-    return path.suffix.lower() == ".csv"
+    """Whether a table file is read as delimited text: every file that is not Parquet."""
+    return path.suffix.lower() not in PARQUET_SUFFIXES
+
+
+def is_table_file(path: Path) -> bool:
+    """Whether a glob's match is a table file (:data:`TABLE_SUFFIXES`, after any
+    compression suffix)."""
+    suffixes = [x.lower() for x in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
+        suffixes.pop()
+    return bool(suffixes) and suffixes[-1] in TABLE_SUFFIXES
+
+
+def is_compressed(path: Path) -> bool:
+    return path.suffix.lower() in COMPRESSION_SUFFIXES
+
+
+def open_csv(path: Path) -> pa.NativeFile:
+    """A CSV file's bytes as a stream, decompressed when its name says it is compressed."""
+    return pa.input_stream(str(path), compression="detect")
 
 
 def expand_table_inputs(source: str | os.PathLike[str]) -> list[Path]:
@@ -180,10 +206,10 @@ def expand_table_inputs(source: str | os.PathLike[str]) -> list[Path]:
     matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
     if not matches:
         raise InputError(f"no files match {text}")
-    odd = [m for m in matches if m.suffix.lower() not in TABLE_SUFFIXES]
+    odd = [m for m in matches if not is_table_file(m)]
     if odd:
-        raise InputError(f"{odd[0]} matches {text} but is not .csv or .parquet; narrow the "
-                         "pattern (e.g. '*.csv')")
+        raise InputError(f"{odd[0]} matches {text} but is not a CSV (.csv, .tsv, .txt, "
+                         "optionally .gz) or Parquet file; narrow the pattern (e.g. '*.csv')")
     return matches
 
 
@@ -261,12 +287,19 @@ def _csv_blocks(path: Path) -> Iterator[tuple[bytes, bytes]]:
     calling thread: the streaming reader parses ahead on a background thread, which would run
     the Python invalid-row callback there and can abort the interpreter at exit when a reader
     is abandoned early (apache/arrow#34314)."""
-    with path.open("rb") as fh:
+    try:
+        fh = open_csv(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    with fh:
         buf, eof = b"", False
 
         def fill() -> None:
             nonlocal buf, eof
-            more = fh.read(CSV_BLOCK_BYTES)
+            try:
+                more = fh.read(CSV_BLOCK_BYTES)
+            except (pa.ArrowInvalid, OSError) as exc:  # a damaged compressed stream
+                raise InputError(f"cannot read {path}: {exc}") from exc
             eof = not more
             buf += more
 
@@ -393,12 +426,15 @@ def _parquet_batches(path: Path, columns: list[str]) -> Iterator[pa.Table]:
 
 def estimate_rows(path: Path) -> int:
     """Rows in a table file, for a progress bar: exact for Parquet (footer), estimated for
-    CSV from the line length of its first MiB (no full pass over the file)."""
+    CSV from the line length of its first MiB (no full pass over the file); 0 (unknown) for
+    a compressed CSV, whose size on disk says little about its length."""
     if not is_csv(path):
         try:
             return int(pq.ParquetFile(path).metadata.num_rows)
         except (pa.ArrowInvalid, OSError):
             return 0
+    if is_compressed(path):
+        return 0
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(1 << 20)

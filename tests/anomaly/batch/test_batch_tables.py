@@ -103,8 +103,44 @@ def test_glob_of_csv_and_parquet_files(sensors_bundle: Path, tmp_path: Path) -> 
     assert summary.scored == 770
     with pytest.raises(InputError, match="no files match"):
         score_path(sensors_bundle, str(parts / "*.nope"), tmp_path / "x.csv")
-    with pytest.raises(InputError, match=r"README .*not \.csv or \.parquet"):
+    with pytest.raises(InputError, match=r"README .*not a CSV .* or Parquet file"):
         score_path(sensors_bundle, str(parts / "*"), tmp_path / "x.csv")
+
+
+def test_compressed_and_tab_separated_files_score_as_the_csv(sensors_bundle: Path,
+                                                             tmp_path: Path) -> None:
+    """The files exports and pipelines write besides ``.csv``: gzip, bz2 and zstd compressed
+    CSV, a ``.tsv``, each alone and in a glob, score exactly as the plain CSV; a truncated
+    gzip file is one clear error and no output."""
+    import bz2
+    import gzip
+
+    cols = make_tabular(300, seed=9)
+    plain = write_csv(tmp_path / "plain.csv", cols)
+    body = plain.read_bytes()
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "a.csv.gz").write_bytes(gzip.compress(body))
+    (parts / "b.csv.bz2").write_bytes(bz2.compress(body))
+    with pa.output_stream(str(parts / "c.csv.zst"), compression="zstd") as out:
+        out.write(body)
+    (parts / "d.tsv").write_text(body.decode().replace(",", "\t"))
+    options = ScoreOptions(chunk_rows=128, progress=False)
+    score_path(sensors_bundle, plain, tmp_path / "want.csv", options)
+    want = pacsv.read_csv(tmp_path / "want.csv").column("score").to_numpy()
+    for part in sorted(parts.iterdir()):
+        score_path(sensors_bundle, part, tmp_path / f"{part.name}.out.csv", options)
+        got = pacsv.read_csv(tmp_path / f"{part.name}.out.csv").column("score").to_numpy()
+        np.testing.assert_array_equal(got, want, err_msg=part.name)
+    summary = score_path(sensors_bundle, str(parts / "*"), tmp_path / "all.parquet", options)
+    assert summary.scored == 1200
+    all_scores = pq.read_table(tmp_path / "all.parquet").column("score").to_numpy()
+    np.testing.assert_array_equal(all_scores, np.tile(want, 4))
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(gzip.compress(body)[:400])
+    with pytest.raises(InputError, match=r"cannot read .*broken\.csv\.gz"):
+        score_path(sensors_bundle, broken, tmp_path / "broken_out.csv", options)
+    assert not (tmp_path / "broken_out.csv").exists()
 
 
 BAD_CSV = """f0,f1,f2,f3,f4,f5,color,id

@@ -144,3 +144,26 @@ def test_a_column_name_given_twice_is_refused_where_it_is_read(tmp_path: Path) -
     sources.check_unique_names(names, ["b"], "x")  # only b is read: nothing to refuse
     with pytest.raises(InputError, match="'note' appears 2 times in x"):
         sources.check_unique_names(names, ["b", "note"], "x")
+
+
+def test_a_compressed_csv_reads_as_the_plain_one_in_every_reader(tmp_path: Path) -> None:
+    """Training's whole-file read (its delimiter and decimal mark sniffed from the
+    decompressed text), the header read and batch scoring's chunked read of a gzipped ``;``
+    export give what the plain file gives."""
+    import gzip
+
+    rng = np.random.default_rng(4)
+    text = "x;y;colour\n" + "".join(f"{rng.normal():.4f};{rng.normal():.3f};c{i % 3}\n"
+                                     for i in range(60)).replace(".", ",")
+    plain, packed = tmp_path / "eu.csv", tmp_path / "eu.csv.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode()))
+    assert sources.read_table(packed).equals(sources.read_table(plain))
+    assert sources.read_table(packed).schema.field("x").type == pa.float64()
+    assert sources.table_column_names(packed) == ["x", "y", "colour"]
+    chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["x", "colour"], chunk_rows=16))
+              for p in (plain, packed)]
+    assert chunks[0].equals(chunks[1])
+    assert sources.estimate_rows(packed) == 0  # unknown: its size on disk says little
+    assert sources.is_table_file(packed) and sources.is_table_file(tmp_path / "a.TSV")
+    assert not sources.is_table_file(tmp_path / "notes.gz")
