@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from anomaly.errors import PayloadTooLargeError
 from service import logs
-from service.errors import RequestTimeoutError
+from service.errors import RequestTimeoutError, UnsupportedMediaTypeError
 
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 #: Generated ids: a random per-process prefix plus a counter (no urandom call per request).
@@ -63,7 +63,8 @@ class BodyDeadlines:
 class RequestContextMiddleware:
     """Sets ``scope["state"]["request_id"]`` and ``["t0"]`` (perf_counter seconds at
     arrival), caps the request body at ``max_body_bytes`` (PayloadTooLargeError -> 413 when
-    a handler reads past it, or at once when Content-Length says so), and logs one line
+    a handler reads past it, or at once when Content-Length says so), refuses a compressed
+    body (``Content-Encoding``, 415) when a handler reads it, and logs one line
     (status 499 when the client hung up while its body was being read)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, access_log: bool,
@@ -80,11 +81,14 @@ class RequestContextMiddleware:
         t0 = time.perf_counter()
         request_id = b""
         declared = -1
+        encoding = b""
         for key, value in scope["headers"]:
             if key == b"x-request-id" and _SANE_ID.match(value):
                 request_id = value
             elif key == b"content-length" and value.isdigit():
                 declared = int(value)
+            elif key == b"content-encoding":
+                encoding = value.strip().lower()
         rid = request_id.decode() if request_id else f"{_PREFIX}-{next(_counter):x}"
         state = scope.setdefault("state", {})
         state["request_id"] = rid
@@ -103,6 +107,12 @@ class RequestContextMiddleware:
                 raise PayloadTooLargeError(
                     f"request body of {declared} bytes is over the limit of {limit} bytes; "
                     "send fewer samples per request")
+            if encoding and encoding != b"identity":
+                # read as it is, a gzip body is "not valid JSON" or a 500 from the CSV
+                # reader; decompressing would let a small body grow past the size limit
+                raise UnsupportedMediaTypeError(
+                    f"Content-Encoding '{encoding.decode('latin-1')}' is not supported: send "
+                    "the body uncompressed")
             if body_done:  # e.g. a disconnect listener: no deadline once the body is in
                 message = await receive()
             else:

@@ -262,10 +262,16 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
     the same Arrow encoder), so a CSV row scores the same posted or in a file."""
     import pyarrow as pa
 
-    from anomaly.batch.sources import check_unique_names, csv_header_names, read_csv_text
+    from anomaly.batch.sources import (
+        check_unique_names,
+        csv_header_names,
+        read_csv_text,
+        to_utf8,
+    )
 
     if not body.strip():
         raise InputError("the CSV body is empty; send a header row and at least one row")
+    body = to_utf8(body)  # an Excel export in cp1252 reads as its file does in batch scoring
     try:
         names = csv_header_names(body)
         table = read_csv_text(body, [c for c in prep.column_names if c in names])

@@ -44,10 +44,13 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         else:
             with open_csv(p) as fh:
                 head = fh.read(1 << 16)
+            encoding = sniff_encoding(head)
+            head = to_utf8(head, encoding)
             convert = pacsv.ConvertOptions(strings_can_be_null=True,
                                            null_values=["", *sorted(MISSING_TOKENS)],
                                            decimal_point=sniff_decimal(head))
-            table = pacsv.read_csv(p, parse_options=csv_parse_options(head),
+            table = pacsv.read_csv(p, read_options=pacsv.ReadOptions(encoding=encoding),
+                                   parse_options=csv_parse_options(head),
                                    convert_options=convert)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read {p}: {exc}") from exc
@@ -126,6 +129,35 @@ def sniff_delimiter(header: bytes) -> str:
     bare = _QUOTED.sub(b"", header if end < 0 else header[:end])
     counts = [bare.count(d.encode()) for d in CSV_DELIMITERS]
     return CSV_DELIMITERS[counts.index(max(counts))] if max(counts) else ","
+
+
+def sniff_encoding(head: bytes) -> str:
+    """The text encoding of a CSV from its head: ``utf-8`` when the head is UTF-8 (a
+    character cut at its end counted as UTF-8), else ``cp1252``, the Windows code page of
+    Western Europe (a superset of Latin-1's printable characters, which Excel writes for
+    "CSV" in those locales), or ``latin-1`` when a byte is one cp1252 leaves undefined.
+
+    Read as UTF-8, such a file fails on its first ``ö`` in the header (no column names at
+    all) or makes every row with one a bad row; both single-byte encodings decode any
+    block on its own, so a file can be transcoded as it streams."""
+    try:
+        head.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.start >= len(head) - 3:
+            return "utf-8"
+    try:
+        head.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def to_utf8(data: bytes, encoding: str | None = None) -> bytes:
+    """CSV bytes as UTF-8, transcoded from ``encoding`` (default: sniffed from the first
+    64 KiB) when that is another one."""
+    encoding = encoding or sniff_encoding(data[:1 << 16])
+    return data if encoding == "utf-8" else data.decode(encoding).encode("utf-8")
 
 
 _COMMA_NUMBER = re.compile(rb"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
@@ -232,8 +264,12 @@ def csv_header_names(data: bytes) -> list[str]:
     header = data if end < 0 else data[:end]
     if not header.endswith(b"\n"):
         header += b"\n"  # a file that is only a header, without a final newline
-    return list(pacsv.read_csv(_arrow_reader(header), read_options=pacsv.ReadOptions(
-        use_threads=False), parse_options=csv_parse_options(header)).column_names)
+    table = pacsv.read_csv(_arrow_reader(header), read_options=pacsv.ReadOptions(
+        use_threads=False), parse_options=csv_parse_options(header))
+    try:
+        return list(table.column_names)
+    except UnicodeDecodeError as exc:  # callers transcode to UTF-8 first; never a traceback
+        raise InputError("the CSV header is not UTF-8 text; save the file as UTF-8") from exc
 
 
 def read_csv_text(data: bytes, columns: list[str]) -> pa.Table:
@@ -293,15 +329,17 @@ def _csv_blocks(path: Path) -> Iterator[tuple[bytes, bytes]]:
         raise InputError(f"cannot read {path}: {exc}") from exc
     with fh:
         buf, eof = b"", False
+        encoding = ""  # the file's, sniffed from its first block; blocks become UTF-8
 
         def fill() -> None:
-            nonlocal buf, eof
+            nonlocal buf, eof, encoding
             try:
                 more = fh.read(CSV_BLOCK_BYTES)
             except (pa.ArrowInvalid, OSError) as exc:  # a damaged compressed stream
                 raise InputError(f"cannot read {path}: {exc}") from exc
             eof = not more
-            buf += more
+            encoding = encoding or sniff_encoding(more[:1 << 16])
+            buf += to_utf8(more, encoding)
 
         fill()
         header_end = _record_end(buf, first=True)

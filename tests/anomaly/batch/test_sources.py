@@ -167,3 +167,28 @@ def test_a_compressed_csv_reads_as_the_plain_one_in_every_reader(tmp_path: Path)
     assert sources.estimate_rows(packed) == 0  # unknown: its size on disk says little
     assert sources.is_table_file(packed) and sources.is_table_file(tmp_path / "a.TSV")
     assert not sources.is_table_file(tmp_path / "notes.gz")
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_a_windows_encoded_csv_reads_as_its_utf8_twin(tmp_path: Path, encoding: str) -> None:
+    """A file as Excel saves "CSV" in Western Europe (cp1252; Latin-1 from older tools):
+    every reader gives what the UTF-8 file gives, header names and text values alike,
+    instead of failing on the header's first ``ö`` or rejecting every row with one."""
+    text = "größe,city,note\n" + "".join(
+        f"{i * 0.5},{['Zürich', 'Málaga', 'Köln'][i % 3]},{'façade' if i % 2 else 'x'}\n"
+        for i in range(40))
+    utf8, other = tmp_path / "utf8.csv", tmp_path / "other.csv"
+    utf8.write_text(text, encoding="utf-8")
+    other.write_bytes(text.encode(encoding))
+    assert sources.sniff_encoding(other.read_bytes()) == "cp1252"  # Latin-1's text as well
+    assert sources.sniff_encoding(utf8.read_bytes()) == "utf-8"
+    assert sources.sniff_encoding("ö".encode()[:1]) == "utf-8"  # cut mid-character
+    assert sources.sniff_encoding(b"a,\x81") == "latin-1"  # undefined in cp1252
+    assert sources.read_table(other).equals(sources.read_table(utf8))
+    assert sources.table_column_names(other) == ["größe", "city", "note"]
+    chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["größe", "city"], chunk_rows=16))
+              for p in (utf8, other)]
+    assert chunks[0].equals(chunks[1])
+    assert sources.to_utf8(other.read_bytes()) == utf8.read_bytes()
+    with pytest.raises(InputError, match="header is not UTF-8"):
+        csv_header_names("größe,a\n1,2\n".encode("cp1252"))
