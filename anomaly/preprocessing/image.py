@@ -79,11 +79,28 @@ class ImagePreprocessor:
                 f"{name} is {img.size[0]}x{img.size[1]} in mode {img.mode}; the model takes "
                 f"{s.width}x{s.height} {_MODES[mode]} ({mode}) images: send that size and "
                 "mode, or allow resizing and conversion (resize=true)")
+        if img.mode.startswith("I;16"):
+            return self._from_16_bit(img)
         img = img.convert(mode)
         if img.size != (s.width, s.height):
             img = img.resize((s.width, s.height), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / s.scale
         return arr[None] if s.channels == 1 else arr.transpose(2, 0, 1)
+
+    def _from_16_bit(self, img: Image.Image) -> np.ndarray:
+        """A 16-bit greyscale image (PNG, TIFF: Pillow's ``I;16`` modes), its full scale
+        65535 mapped onto the 8-bit scale the bundle divides by: 257 * v scores as the
+        8-bit v. Pillow's ``convert("L")`` clips such values at 255 instead, which turns
+        every pixel above 255/65535 of full scale white. Resized in float, so the 16 bits
+        are kept until the model sees them."""
+        s = self.schema
+        arr = np.asarray(img, dtype=np.float32) * np.float32(255.0 / 65535.0)  # (H, W)
+        if img.size != (s.width, s.height):
+            resized = Image.fromarray(arr, mode="F").resize((s.width, s.height),
+                                                            Image.Resampling.BILINEAR)
+            arr = np.asarray(resized, dtype=np.float32)
+        arr = arr[None] / np.float32(s.scale)  # (1, H, W)
+        return arr if s.channels == 1 else np.repeat(arr, 3, axis=0)
 
     def transform_images(self, images: Sequence[bytes | np.ndarray | Image.Image],
                          resize: bool = True) -> np.ndarray:

@@ -82,6 +82,34 @@ def test_image_decode_converts_resizes_and_scales() -> None:
     assert x.shape == (2, 16)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_a_16_bit_image_scores_as_its_8_bit_twin(fmt: str) -> None:
+    """A 16-bit greyscale file (PNG, TIFF) whose pixels are 257 * v decodes as the 8-bit
+    image of v, at the model's size and resized, for grey and RGB models: its full scale is
+    65535, where Pillow's own conversion would clip every value above 255 to white. A
+    strict decode refuses it, saying what the model takes."""
+    rng = np.random.default_rng(2)
+    v = rng.integers(0, 256, size=(8, 8)).astype(np.uint8)
+
+    def encode(a: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format=fmt)
+        return buf.getvalue()
+
+    eight, sixteen = encode(v), encode(v.astype(np.uint16) * 257)
+    assert Image.open(io.BytesIO(sixteen)).mode.startswith("I;16")
+    for size, channels in ((8, 1), (8, 3), (4, 1), (4, 3)):
+        prep = ImagePreprocessor(ImageInput(height=size, width=size, channels=channels))
+        want, got = prep.decode(eight), prep.decode(sixteen)
+        assert got.shape == want.shape == (channels, size, size) and got.dtype == np.float32
+        # at the model's size exact; resized within one 8-bit step (Pillow resizes 8-bit
+        # images in fixed point and rounds each pixel; the 16-bit one is resized in float)
+        np.testing.assert_allclose(got, want, atol=1e-6 if size == 8 else 1 / 255)
+    strict = ImagePreprocessor(ImageInput(height=8, width=8, channels=1))
+    with pytest.raises(InputError, match=r"in mode I;16.*8-bit greyscale"):
+        strict.decode(sixteen, resize=False)
+
+
 def test_image_errors() -> None:
     prep = ImagePreprocessor(ImageInput(height=4, width=4, channels=1), max_pixels=100)
     with pytest.raises(InputError, match="could not be decoded"):
