@@ -10,7 +10,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -27,6 +27,9 @@ from anomaly.preprocessing import (
     TabularPreprocessor,
     all_finite,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Explanation:
@@ -201,11 +204,20 @@ class Scorer:
         )
 
     def score_rows(self, rows: Sequence[Mapping[str, Any]]
-                   | Mapping[str, Sequence[Any] | np.ndarray],
+                   | Mapping[str, Sequence[Any] | np.ndarray] | pd.DataFrame,
                    seeds: int | Sequence[int] = DEFAULT_SEED,
                    mc_samples: int | None = None, noise: str | None = None) -> ScoreResult:
-        """Score raw tabular rows (list of dicts, or dict of columns); bad values raise."""
+        """Score raw tabular rows (list of dicts, dict of columns, or a pandas DataFrame,
+        read as :meth:`score_frame` reads it); bad values raise."""
+        from anomaly.inference.frame import frame_columns, is_frame
+
         prep = self.tabular
+        if is_frame(rows):
+            rows = frame_columns(rows)
+        elif not isinstance(rows, Mapping | Sequence) or isinstance(rows, str | bytes):
+            raise InputError(f"rows must be a list of {{column: value}} dicts, a dict of "
+                             f"columns or a pandas DataFrame, not {type(rows).__name__} (an "
+                             "array already encoded as the model's x goes to score(x))")
         x = prep.transform(rows).x if isinstance(rows, Mapping) else prep.encode_rows(rows)
         return self.score(x, seeds, mc_samples, noise=noise)
 

@@ -102,6 +102,21 @@ def test_bad_frames_fail_clearly(tabular_bundle: Path, rows: dict[str, np.ndarra
         Scorer(tabular_bundle).score_frame(frame)
 
 
+def test_score_rows_takes_a_frame_and_refuses_what_is_not_rows(
+        tabular_bundle: Path, rows: dict[str, np.ndarray]) -> None:
+    """The first call a pandas user writes, ``score_rows(df)``, gives the scores of the
+    frame's columns (it was pandas' "truth value of a DataFrame is ambiguous"); what is not
+    rows at all is one clear error that points arrays at ``score``."""
+    scorer = Scorer(tabular_bundle)
+    frame = pd.DataFrame(rows, index=pd.RangeIndex(100, 160))
+    np.testing.assert_array_equal(scorer.score_rows(frame).scores,
+                                  scorer.score_rows(rows).scores)
+    for bad in (5, "f0", np.zeros((2, 3))):
+        with pytest.raises(InputError, match=r"rows must be .* not \w+ \(an array already "
+                                             r"encoded as the model's x goes to score\(x\)\)"):
+            scorer.score_rows(bad)  # type: ignore[arg-type]
+
+
 def test_not_a_frame_and_an_image_bundle(tabular_bundle: Path, digits_bundle: Path,
                                          rows: dict[str, np.ndarray]) -> None:
     with pytest.raises(InputError, match="expected a pandas DataFrame, got dict"):
