@@ -114,7 +114,7 @@ def test_score_rows_takes_a_frame_and_refuses_what_is_not_rows(
     for bad in (5, "f0", np.zeros((2, 3))):
         with pytest.raises(InputError, match=r"rows must be .* not \w+ \(an array already "
                                              r"encoded as the model's x goes to score\(x\)\)"):
-            scorer.score_rows(bad)  # type: ignore[arg-type]
+            scorer.score_rows(bad)
 
 
 def test_not_a_frame_and_an_image_bundle(tabular_bundle: Path, digits_bundle: Path,
