@@ -46,3 +46,12 @@ class MissingExtraError(AnomalyError):
         super().__init__(f"{feature} needs the '{extra}' extra, which is not installed: "
                          f"pip install 'vae-anomaly[{extra}]'{hint}")
         self.extra = extra
+
+
+def listed(names: list[str], limit: int = 10) -> str:
+    """Names for a message: the list as Python writes it, cut after ``limit`` names with how
+    many more there are, so that a row with 20,000 stray keys or a 1,500-column schema
+    gives a readable line rather than a message the size of the request."""
+    if len(names) <= limit:
+        return repr(list(names))
+    return f"{list(names[:limit])!r} and {len(names) - limit:,} more"

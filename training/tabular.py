@@ -14,7 +14,7 @@ from anomaly.bundle import (
     NumericColumn,
     TabularInput,
 )
-from anomaly.errors import InputError
+from anomaly.errors import InputError, listed
 from anomaly.preprocessing import as_numbers, category_key, is_missing
 from training.likelihood import Block
 
@@ -54,7 +54,7 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     unknown = (set(categorical) | set(exclude)) - set(columns)
     if unknown:
         raise InputError(f"column(s) {sorted(unknown)} named in --categorical/--exclude are not "
-                         f"in the data; its columns are {list(columns)}")
+                         f"in the data; its columns are {listed(list(columns))}")
     out: list[Column] = []
     ignored: list[str] = []
     seen: dict[bytes, str] = {}  # content fingerprint -> first column with it

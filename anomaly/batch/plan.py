@@ -27,7 +27,7 @@ from anomaly.batch.sources import (
     iter_table_chunks,
     table_column_names,
 )
-from anomaly.errors import InputError
+from anomaly.errors import InputError, listed
 from anomaly.inference import Scorer
 
 
@@ -119,8 +119,8 @@ def make_plan(scorer: Scorer, source: str | os.PathLike[str], options: ScoreOpti
         check_unique_names(names, read, str(path))
         missing = [c for c in needed if c not in names]
         if missing:
-            raise InputError(f"missing column(s) {missing} in {path}; the model expects "
-                             f"{needed}")
+            raise InputError(f"missing column(s) {listed(missing)} in {path}; the model "
+                             f"expects {listed(needed)}")
         for flag, col in (("--id-column", id_col), ("--label-column", label_col)):
             if col is not None and col not in names:
                 raise InputError(f"{flag} '{col}' is not a column of {path}; its columns "

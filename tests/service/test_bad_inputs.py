@@ -200,6 +200,10 @@ def cases(b: TrainedBundles) -> list[Case]:
              content=png_bytes(np.zeros((8, 8, 3), np.uint8)), content_type="image/png"),
         Case("image of another size", "POST", DIGITS, 422, "is 64x64 in mode l",
              content=png_bytes(np.zeros((64, 64), np.uint8)), content_type="image/png"),
+        Case("thousands of unknown keys: a short message", "POST", CANCER, 422,
+             "unknown column(s) ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7', 'k8', 'k9'] "
+             "and 4,990 more: the model's columns are",
+             json={"rows": [{**row, **{f"k{i}": i for i in range(5000)}}]}),
         Case("unknown json column", "POST", CANCER, 422,
              "unknown column(s) ['colour']", json={"rows": [_row(b, colour="red")]}),
         Case("json boolean in a numeric column", "POST", CANCER, 422,

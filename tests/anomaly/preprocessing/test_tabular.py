@@ -110,6 +110,19 @@ def test_a_16_bit_image_scores_as_its_8_bit_twin(fmt: str) -> None:
         strict.decode(sixteen, resize=False)
 
 
+def test_a_wide_schema_names_at_most_ten_columns_in_an_error() -> None:
+    """A row missing most of a 1,500-column schema: the message lists ten names and counts
+    the rest, instead of 3,000 names."""
+    prep = TabularPreprocessor(TabularInput(columns=[
+        NumericColumn(name=f"f{i}", mean=0.0, std=1.0) for i in range(1500)]))
+    with pytest.raises(InputError) as err:
+        prep.encode_rows([{"f0": 1.0}])
+    message = str(err.value)
+    assert message.startswith("missing column(s) ['f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7', "
+                              "'f8', 'f9', 'f10'] and 1,489 more; the model expects ['f0', ")
+    assert message.endswith("'f9'] and 1,490 more") and len(message) < 300
+
+
 def test_image_errors() -> None:
     prep = ImagePreprocessor(ImageInput(height=4, width=4, channels=1), max_pixels=100)
     with pytest.raises(InputError, match="could not be decoded"):
