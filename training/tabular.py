@@ -15,7 +15,7 @@ from anomaly.bundle import (
     TabularInput,
 )
 from anomaly.errors import InputError, listed
-from anomaly.preprocessing import as_numbers, category_key, is_missing
+from anomaly.preprocessing import as_numbers, category_key, is_missing, to_float
 from training.likelihood import Block
 
 #: A string column with more distinct values than this (and mostly unique) is an identifier.
@@ -159,6 +159,8 @@ def _column(name: str, arr: np.ndarray, force_categorical: bool, any_missing: bo
             fill = float(np.median(num)) if any_missing else None
             return NumericColumn(name=name, mean=center, std=scale, fill=fill)
     values_list = arr.tolist()
+    if not force_categorical:
+        _refuse_stray_words(name, values_list)
     cats = sorted({category_key(v) for v in values_list if not is_missing(v)})
     if any_missing:
         cats.insert(0, MISSING_CATEGORY)
@@ -166,6 +168,31 @@ def _column(name: str, arr: np.ndarray, force_categorical: bool, any_missing: bo
         raise InputError(f"column '{name}' has {len(cats)} distinct values and looks like an "
                          f"identifier or free text; pass --exclude {name}")
     return CategoricalColumn(name=name, categories=cats)
+
+
+#: A text column with at least this share of its values numbers (more distinct ones than a
+#: code has) is a numeric column with some junk in it.
+MOSTLY_NUMBERS = 0.9
+
+
+def _refuse_stray_words(name: str, values: list[object]) -> None:
+    """InputError for a measurement with a few words typed into its cells (``error``,
+    ``n.a``): as text it would be a category per number, every later value unknown and so
+    anomalous, whatever the table's size. A code with a word among its levels (``1``,
+    ``2``, ``other``) stays categorical."""
+    present = [v for v in values if not is_missing(v)]
+    if not present or not all(isinstance(v, str) for v in present):
+        return
+    numbers, problems = to_float(name, present)
+    if len(problems) > (1 - MOSTLY_NUMBERS) * len(present):
+        return
+    parsed = np.delete(numbers, list(problems))
+    if np.unique(parsed).size <= MAX_CODE_LEVELS and np.all(parsed == np.round(parsed)):
+        return
+    stray = sorted({str(present[i]) for i in problems})
+    raise InputError(f"column '{name}' holds numbers except {len(problems)} value(s) that are "
+                     f"not, such as {listed(stray, 3)}: clean those cells (leave a gap blank, "
+                     f"or write NA), or pass --exclude {name}")
 
 
 #: How numeric columns are centred and scaled: "robust" (median, and the interquartile range

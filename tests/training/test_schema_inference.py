@@ -118,7 +118,7 @@ def test_text_of_numbers_with_markers_or_formats_is_a_numeric_column() -> None:
     blank, ``-``) or a format it does not read (``$1,234.50``, ``12.5%``): numeric, with a
     fill from the values that are there; plain numbers in text (a Parquet string column)
     too. A column of integer codes with a marker is still categorical, the marker its
-    missing category; one word that is not a number or a marker keeps a column text."""
+    missing category (a word that is neither: test_a_numeric_column_with_stray_words_says_so)."""
     rng = np.random.default_rng(3)
     x = np.round(rng.lognormal(3, 1, 60), 2)
     marked = np.array([f"{v}" if i % 7 else ["?", " ", "-"][i % 3] for i, v in enumerate(x)],
@@ -127,8 +127,7 @@ def test_text_of_numbers_with_markers_or_formats_is_a_numeric_column() -> None:
             "price": np.array([f"${v * 100:,.2f}" for v in x], dtype=object),
             "rate": np.array([f"{v:.1f}%" for v in x], dtype=object),
             "plain": np.array([repr(v) for v in (-x).tolist()], dtype=object),
-            "code": np.array([str(i % 4) if i % 9 else "?" for i in range(60)], dtype=object),
-            "word": np.array([*map(str, x[:-1].tolist()), "unknown"], dtype=object)}
+            "code": np.array([str(i % 4) if i % 9 else "?" for i in range(60)], dtype=object)}
     by_name = {c.name: c for c in infer_schema(cols).columns}
     marked_col = by_name["marked"]
     assert isinstance(marked_col, NumericColumn)
@@ -142,4 +141,27 @@ def test_text_of_numbers_with_markers_or_formats_is_a_numeric_column() -> None:
     code = by_name["code"]
     assert isinstance(code, CategoricalColumn)
     assert code.categories == [MISSING_CATEGORY, "0", "1", "2", "3"]
-    assert isinstance(by_name["word"], CategoricalColumn)
+
+
+def test_a_numeric_column_with_stray_words_says_so() -> None:
+    """A measurement with ``error`` typed into a few cells is not an identifier: the error
+    names the stray values and the way out; a column of ids still reads as one."""
+    rng = np.random.default_rng(5)
+    values = [f"{v:.2f}" for v in rng.lognormal(3, 1, 300).tolist()]
+    for i in range(7, 300, 40):
+        values[i] = "error" if i % 80 == 7 else "n.a"
+    cols = {"x": rng.normal(size=300), "b": np.array(values, dtype=object)}
+    with pytest.raises(InputError, match=r"column 'b' holds numbers except 8 value\(s\) that "
+                                         r"are not, such as \['error', 'n.a'\]: clean those "
+                                         r"cells .* or pass --exclude b"):
+        infer_schema(cols)
+    small = {"x": cols["x"][:60], "b": cols["b"][:60]}  # 60 rows: few enough categories
+    with pytest.raises(InputError, match=r"column 'b' holds numbers except 2 value"):
+        infer_schema(small)
+    codes = np.array([str(i % 4) if i % 9 else "other" for i in range(300)], dtype=object)
+    schema = infer_schema({"x": cols["x"], "code": codes})
+    assert schema.columns[1] == CategoricalColumn(name="code",
+                                                  categories=["0", "1", "2", "3", "other"])
+    cols["b"] = np.array([f"user{i}@x.com" for i in range(300)], dtype=object)
+    with pytest.raises(InputError, match="looks like an identifier or free text"):
+        infer_schema(cols)
