@@ -131,9 +131,16 @@ def sniff_delimiter(header: bytes) -> str:
     return CSV_DELIMITERS[counts.index(max(counts))] if max(counts) else ","
 
 
+#: A multi-byte UTF-8 character (``ö`` is C3 B6). Single-byte text almost never holds one:
+#: in cp1252 it reads as two or more odd characters such as ``Ã¶``.
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
+                            rb"|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
 def sniff_encoding(head: bytes) -> str:
     """The text encoding of a CSV from its head: ``utf-8`` when the head is UTF-8 (a
-    character cut at its end counted as UTF-8), else ``cp1252``, the Windows code page of
+    character cut at its end counted as UTF-8) or holds UTF-8 characters beside a stray
+    byte (transcoding would garble the good ones), else ``cp1252``, the Windows code page of
     Western Europe (a superset of Latin-1's printable characters, which Excel writes for
     "CSV" in those locales), or ``latin-1`` when a byte is one cp1252 leaves undefined.
 
@@ -146,6 +153,8 @@ def sniff_encoding(head: bytes) -> str:
     except UnicodeDecodeError as exc:
         if exc.reason == "unexpected end of data" and exc.start >= len(head) - 3:
             return "utf-8"
+    if _UTF8_SEQUENCE.search(head):  # UTF-8 text with a stray byte: those rows are rejects
+        return "utf-8"
     try:
         head.decode("cp1252")
         return "cp1252"

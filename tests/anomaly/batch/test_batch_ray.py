@@ -13,7 +13,7 @@ import pytest
 
 from anomaly.batch import ScoreOptions, score_path
 from anomaly.errors import AnomalyError, InputError
-from tests.anomaly.batch.test_batch_tables import BAD_CSV
+from tests.anomaly.batch.test_batch_tables import BAD_BYTES
 from tests.conftest import make_tabular
 
 
@@ -29,7 +29,7 @@ def test_tables_match_the_local_engine(local_ray: None, sensors_bundle: Path,
                                        tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    (data / "a_bad.csv").write_bytes(BAD_CSV.encode("latin-1"))
+    (data / "a_bad.csv").write_bytes(BAD_BYTES)
     cols = make_tabular(2500, seed=8, anomalies=40)
     cols["id"] = [f"b{i}" for i in range(2500)]  # type: ignore[assignment]
     pq.write_table(pa.table(cols), data / "b.parquet", row_group_size=700)
@@ -64,7 +64,7 @@ def test_images_match_the_local_engine(local_ray: None, digits_model: Path, imag
 def test_fail_on_bad_and_resume_on_ray(local_ray: None, sensors_bundle: Path,
                                        tmp_path: Path) -> None:
     src = tmp_path / "bad.csv"
-    src.write_bytes(BAD_CSV.encode("latin-1"))
+    src.write_bytes(BAD_BYTES)
     with pytest.raises(InputError, match=r"^row 1 of .*'oops' is not a number; stopped by "):
         score_path(sensors_bundle, src, tmp_path / "out.csv",
                    ScoreOptions(engine="ray", fail_on_bad=True, progress=False))

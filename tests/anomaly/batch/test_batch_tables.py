@@ -157,11 +157,14 @@ BAD_CSV = """f0,f1,f2,f3,f4,f5,color,id
 0.1,0.2,0.3,0.4,0.5,0.6,caf\xe9,a10
 0.1,0.2,0.3,0.4,0.5,0.6,red,a11
 """
+#: BAD_CSV as a UTF-8 file (``pürple``) with one stray Latin-1 byte (``caf\xe9``): the
+#: mix that stays a reject of that row (a file all in Latin-1 is read as Latin-1).
+BAD_BYTES = BAD_CSV.replace("purple", "pürple").encode().replace("café".encode(), b"caf\xe9")
 
 
 def test_bad_rows_go_to_the_rejects_file(sensors_bundle: Path, tmp_path: Path) -> None:
     src = tmp_path / "bad.csv"
-    src.write_bytes(BAD_CSV.encode("latin-1"))
+    src.write_bytes(BAD_BYTES)
     summary = score_path(sensors_bundle, src, tmp_path / "out.csv",
                          ScoreOptions(id_column="id", chunk_rows=4, progress=False))
     out = pacsv.read_csv(tmp_path / "out.csv")
@@ -195,7 +198,7 @@ def test_bad_rows_go_to_the_rejects_file(sensors_bundle: Path, tmp_path: Path) -
 def test_a_clean_rerun_removes_a_stale_rejects_file(sensors_bundle: Path,
                                                     tmp_path: Path) -> None:
     src = tmp_path / "bad.csv"
-    src.write_bytes(BAD_CSV.encode("latin-1"))
+    src.write_bytes(BAD_BYTES)
     score_path(sensors_bundle, src, tmp_path / "out.csv", ScoreOptions(progress=False))
     assert (tmp_path / "out.rejects.csv").exists()
     good = write_csv(tmp_path / "good.csv", make_tabular(20, seed=9))
@@ -206,7 +209,7 @@ def test_a_clean_rerun_removes_a_stale_rejects_file(sensors_bundle: Path,
 def test_fail_on_bad_stops_with_one_line_and_writes_nothing(sensors_bundle: Path,
                                                             tmp_path: Path) -> None:
     src = tmp_path / "bad.csv"
-    src.write_bytes(BAD_CSV.encode("latin-1"))
+    src.write_bytes(BAD_BYTES)
     out = tmp_path / "out.parquet"
     out.write_bytes(b"an earlier result")  # must survive a failed run untouched
     proc = run_cli("score", sensors_bundle, src, "--out", out, "--fail-on-bad", "--quiet",

@@ -184,6 +184,7 @@ def test_a_windows_encoded_csv_reads_as_its_utf8_twin(tmp_path: Path, encoding: 
     assert sources.sniff_encoding(utf8.read_bytes()) == "utf-8"
     assert sources.sniff_encoding("ö".encode()[:1]) == "utf-8"  # cut mid-character
     assert sources.sniff_encoding(b"a,\x81") == "latin-1"  # undefined in cp1252
+    assert sources.sniff_encoding("ö,".encode() + b"caf\xe9") == "utf-8"  # one stray byte
     assert sources.read_table(other).equals(sources.read_table(utf8))
     assert sources.table_column_names(other) == ["größe", "city", "note"]
     chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["größe", "city"], chunk_rows=16))
