@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from anomaly.batch.dialect import (
+    csv_parse_options,
+    decimal_points,
+    record_end,
+    sniff_decimal,
+    sniff_encoding,
+    to_utf8,
+)
 from anomaly.errors import InputError
 from anomaly.preprocessing.values import MISSING_TOKENS
 
@@ -113,105 +120,6 @@ REJECT_COL = "__reject"  # string: why the row is not scored; null for good rows
 #: Bytes the CSV parser reads at a time: bounds its memory, independent of the file size.
 CSV_BLOCK_BYTES = 4 << 20
 
-#: Field separators recognised in a CSV header, in order of preference on a tie.
-CSV_DELIMITERS = (",", ";", "\t", "|")
-_QUOTED = re.compile(rb'"(?:[^"]|"")*"')
-
-
-def sniff_delimiter(header: bytes) -> str:
-    """The field separator of a CSV file from its header record: whichever of ``,`` ``;``
-    tab ``|`` occurs most often outside quotes (``,`` on a tie or when none does).
-
-    Spreadsheets in many locales write ``;`` (the decimal mark being ``,``) and exports from
-    databases often use tabs; reading such a file with ``,`` gives one column whose name is
-    the whole header, which no later message can explain."""
-    end = _record_end(header, first=True)
-    bare = _QUOTED.sub(b"", header if end < 0 else header[:end])
-    counts = [bare.count(d.encode()) for d in CSV_DELIMITERS]
-    return CSV_DELIMITERS[counts.index(max(counts))] if max(counts) else ","
-
-
-#: A multi-byte UTF-8 character (``ö`` is C3 B6). Single-byte text almost never holds one:
-#: in cp1252 it reads as two or more odd characters such as ``Ã¶``.
-_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
-                            rb"|[\xf0-\xf4][\x80-\xbf]{3}")
-
-
-def sniff_encoding(head: bytes) -> str:
-    """The text encoding of a CSV from its head: ``utf-8`` when the head is UTF-8 (a
-    character cut at its end counted as UTF-8) or holds UTF-8 characters beside a stray
-    byte (transcoding would garble the good ones), else ``cp1252``, the Windows code page of
-    Western Europe (a superset of Latin-1's printable characters, which Excel writes for
-    "CSV" in those locales), or ``latin-1`` when a byte is one cp1252 leaves undefined.
-
-    Read as UTF-8, such a file fails on its first ``ö`` in the header (no column names at
-    all) or makes every row with one a bad row; both single-byte encodings decode any
-    block on its own, so a file can be transcoded as it streams."""
-    try:
-        head.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError as exc:
-        if exc.reason == "unexpected end of data" and exc.start >= len(head) - 3:
-            return "utf-8"
-    if _UTF8_SEQUENCE.search(head):  # UTF-8 text with a stray byte: those rows are rejects
-        return "utf-8"
-    try:
-        head.decode("cp1252")
-        return "cp1252"
-    except UnicodeDecodeError:
-        return "latin-1"
-
-
-def to_utf8(data: bytes, encoding: str | None = None) -> bytes:
-    """CSV bytes as UTF-8, transcoded from ``encoding`` (default: sniffed from the first
-    64 KiB) when that is another one."""
-    encoding = encoding or sniff_encoding(data[:1 << 16])
-    return data if encoding == "utf-8" else data.decode(encoding).encode("utf-8")
-
-
-_COMMA_NUMBER = re.compile(rb"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
-_POINT_NUMBER = re.compile(rb"[+-]?(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?")
-#: A whole field that is a number with a decimal comma (Arrow regex syntax, RE2).
-_COMMA_FIELD = r"^(\s*[+-]?\d+),(\d+(?:[eE][+-]?\d+)?\s*)$"
-#: Records of a CSV's head that :func:`sniff_decimal` reads.
-_SNIFF_RECORDS = 200
-
-
-def sniff_decimal(data: bytes) -> str:
-    """The decimal mark of a CSV's numbers from its first records (``data``: the file's
-    head, header included): ``,`` when the fields are separated by ``;`` tab or ``|``, some
-    unquoted fields are numbers written with a decimal comma (``10,25``) and none with a
-    point; else ``.``.
-
-    The spreadsheets that write ``;`` between fields do so because their locale writes
-    ``,`` in numbers; read with a point, every such column would be text."""
-    delimiter = sniff_delimiter(data)
-    if delimiter == ",":
-        return "."
-    comma = point = 0
-    for record in data.splitlines()[1:_SNIFF_RECORDS + 1]:
-        for field in _QUOTED.sub(b"", record).split(delimiter.encode()):
-            field = field.strip()
-            comma += _COMMA_NUMBER.fullmatch(field) is not None
-            point += _POINT_NUMBER.fullmatch(field) is not None
-    return "," if comma and not point else "."
-
-
-def decimal_points(table: pa.Table) -> pa.Table:
-    """A table of raw CSV fields (binary) with every field that is a decimal-comma number
-    rewritten with a point (``10,25`` -> ``10.25``), the other fields untouched: how a file
-    :func:`sniff_decimal` finds to use ``,`` is read where its columns stay binary (batch
-    scoring, the service's CSV bodies), so that its numbers parse as training read them."""
-    return pa.Table.from_arrays(
-        [pc.replace_substring_regex(col, pattern=_COMMA_FIELD, replacement=r"\1.\2")
-         for col in table.columns], names=table.column_names)
-
-
-def csv_parse_options(header: bytes, **kwargs: Any) -> pacsv.ParseOptions:
-    """Arrow parse options for a CSV whose header record is ``header`` (its delimiter sniffed)."""
-    return pacsv.ParseOptions(delimiter=sniff_delimiter(header), **kwargs)
-
-
 def is_csv(path: Path) -> bool:
     """Whether a table file is read as delimited text: every file that is not Parquet."""
     return path.suffix.lower() not in PARQUET_SUFFIXES
@@ -269,7 +177,7 @@ def table_column_names(path: Path) -> list[str]:
 
 def csv_header_names(data: bytes) -> list[str]:
     """The column names in the header record of CSV bytes (only the header is parsed)."""
-    end = _record_end(data, first=True)
+    end = record_end(data, first=True)
     header = data if end < 0 else data[:end]
     if not header.endswith(b"\n"):
         header += b"\n"  # a file that is only a header, without a final newline
@@ -351,10 +259,10 @@ def _csv_blocks(path: Path) -> Iterator[tuple[bytes, bytes]]:
             buf += to_utf8(more, encoding)
 
         fill()
-        header_end = _record_end(buf, first=True)
+        header_end = record_end(buf, first=True)
         while header_end < 0 and not eof:
             fill()
-            header_end = _record_end(buf, first=True)
+            header_end = record_end(buf, first=True)
         header_end = len(buf) if header_end < 0 else header_end
         header, buf = buf[:header_end], buf[header_end:]
         yield header, b""
@@ -362,7 +270,7 @@ def _csv_blocks(path: Path) -> Iterator[tuple[bytes, bytes]]:
             if not eof and len(buf) < CSV_BLOCK_BYTES:
                 fill()
                 continue
-            cut = len(buf) if eof else _record_end(buf, first=False)
+            cut = len(buf) if eof else record_end(buf, first=False)
             if cut <= 0:  # one record longer than a block: read on
                 fill()
                 continue
@@ -378,28 +286,6 @@ def _arrow_reader(data: bytes) -> pa.BufferReader:
     buf = pa.allocate_buffer(len(data))
     np.frombuffer(buf, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
     return pa.BufferReader(buf)
-
-
-def _record_end(buf: bytes, first: bool) -> int:
-    """Offset just past the first (or last) newline of ``buf`` that lies outside quotes,
-    or -1. ``buf`` starts outside quotes; quotes inside fields are doubled (RFC 4180), so a
-    newline is outside quotes when an even number of quotes precedes it."""
-    if first:
-        pos = buf.find(b"\n")
-        while pos >= 0:
-            if buf.count(b'"', 0, pos) % 2 == 0:
-                return pos + 1
-            pos = buf.find(b"\n", pos + 1)
-        return -1
-    total = buf.count(b'"')
-    tail = 0  # quotes after the newline being tried
-    pos, prev = buf.rfind(b"\n"), len(buf)
-    while pos >= 0:
-        tail += buf.count(b'"', pos + 1, prev)
-        if (total - tail) % 2 == 0:
-            return pos + 1
-        pos, prev = buf.rfind(b"\n", 0, pos), pos + 1
-    return -1
 
 
 def _csv_batches(path: Path, columns: list[str]) -> Iterator[pa.Table]:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
+import anomaly.batch.dialect as dialect
 import anomaly.batch.sources as sources
 from anomaly.batch.sources import csv_header_names, iter_table_chunks
 from anomaly.errors import InputError
@@ -72,7 +73,7 @@ def test_header_names_from_the_first_record_only() -> None:
     (b"a;b,c\n", ","),  # a tie goes to the comma
 ])
 def test_the_delimiter_is_sniffed_from_the_header(header: bytes, expected: str) -> None:
-    assert sources.sniff_delimiter(header) == expected
+    assert dialect.sniff_delimiter(header) == expected
 
 
 @pytest.mark.parametrize("sep", [";", "\t", "|"])
@@ -106,7 +107,7 @@ def test_every_reader_takes_the_sniffed_delimiter(tmp_path: Path, sep: str) -> N
     (b"a;b\n1,2,3;4\n", "."),  # not a number
 ])
 def test_the_decimal_mark_is_sniffed_from_the_first_records(head: bytes, expected: str) -> None:
-    assert sources.sniff_decimal(head) == expected
+    assert dialect.sniff_decimal(head) == expected
 
 
 def test_decimal_comma_files_read_as_their_point_twins(tmp_path: Path) -> None:
@@ -180,16 +181,16 @@ def test_a_windows_encoded_csv_reads_as_its_utf8_twin(tmp_path: Path, encoding: 
     utf8, other = tmp_path / "utf8.csv", tmp_path / "other.csv"
     utf8.write_text(text, encoding="utf-8")
     other.write_bytes(text.encode(encoding))
-    assert sources.sniff_encoding(other.read_bytes()) == "cp1252"  # Latin-1's text as well
-    assert sources.sniff_encoding(utf8.read_bytes()) == "utf-8"
-    assert sources.sniff_encoding("ö".encode()[:1]) == "utf-8"  # cut mid-character
-    assert sources.sniff_encoding(b"a,\x81") == "latin-1"  # undefined in cp1252
-    assert sources.sniff_encoding("ö,".encode() + b"caf\xe9") == "utf-8"  # one stray byte
+    assert dialect.sniff_encoding(other.read_bytes()) == "cp1252"  # Latin-1's text as well
+    assert dialect.sniff_encoding(utf8.read_bytes()) == "utf-8"
+    assert dialect.sniff_encoding("ö".encode()[:1]) == "utf-8"  # cut mid-character
+    assert dialect.sniff_encoding(b"a,\x81") == "latin-1"  # undefined in cp1252
+    assert dialect.sniff_encoding("ö,".encode() + b"caf\xe9") == "utf-8"  # one stray byte
     assert sources.read_table(other).equals(sources.read_table(utf8))
     assert sources.table_column_names(other) == ["größe", "city", "note"]
     chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["größe", "city"], chunk_rows=16))
               for p in (utf8, other)]
     assert chunks[0].equals(chunks[1])
-    assert sources.to_utf8(other.read_bytes()) == utf8.read_bytes()
+    assert dialect.to_utf8(other.read_bytes()) == utf8.read_bytes()
     with pytest.raises(InputError, match="header is not UTF-8"):
         csv_header_names("größe,a\n1,2\n".encode("cp1252"))
