@@ -97,7 +97,7 @@ _FORMATTED = re.compile(
 
 
 #: The characters a formatted number has and a plain one has not.
-_PLAIN = frozenset(",$€£¥%")
+_FORMAT_MARKS = frozenset(",$€£¥%")
 
 
 def formatted_number(text: str) -> float | None:
@@ -134,7 +134,7 @@ def as_numbers(values: np.ndarray) -> tuple[np.ndarray, bool] | None:
     if any(not is_missing(texts[i]) for i in problems) or len(problems) == len(texts):
         return None
     # every value parsed: those with a group, currency or per cent sign were formatted
-    formatted = any(v is not None and not _PLAIN.isdisjoint(v) for v in texts)
+    formatted = any(v is not None and not _FORMAT_MARKS.isdisjoint(v) for v in texts)
     return out, formatted
 
 
