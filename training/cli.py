@@ -41,7 +41,7 @@ def _train(args: argparse.Namespace) -> int:
     from anomaly.batch.sources import read_table, table_columns
     from training.datasets import load_image_folder
     from training.pipeline import image_config, tabular_config, train_images, train_tabular
-    from training.tabular import is_row_number, is_temporal, missing_filled
+    from training.tabular import is_identifier, is_row_number, is_temporal, missing_filled
 
     name = args.name or Path(args.out).name
     started = time.perf_counter()
@@ -58,7 +58,8 @@ def _train(args: argparse.Namespace) -> int:
         config = tabular_config(**overrides)
         columns = table_columns(read_table(source))
         dates = [c for c, values in columns.items() if is_temporal(values)]
-        numbering = [c for c, values in columns.items() if is_row_number(values)]
+        numbering = [c for c, values in columns.items()
+                     if is_row_number(values) or is_identifier(values)]
         report = train_tabular(columns, args.out, name, config,
                                categorical=args.categorical or (), exclude=args.exclude or ())
     else:
@@ -82,8 +83,8 @@ def _train(args: argparse.Namespace) -> int:
               "normal rows never come back; add what matters in them, such as the hour or "
               "the weekday, as a column)")
     if numbered:
-        print(f"left out {len(numbered)} column(s) that number the rows (each value once, "
-              f"consecutive): {_names(numbered)}")
+        print(f"left out {len(numbered)} column(s) that number or name the rows (each value "
+              f"once; a new row brings a new one): {_names(numbered)}")
     if left_out:
         print(f"left out {len(left_out)} column(s) that are constant, empty or a copy of "
               f"another: {_names(left_out)}")

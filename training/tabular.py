@@ -15,7 +15,7 @@ from anomaly.bundle import (
     TabularInput,
 )
 from anomaly.errors import InputError, listed
-from anomaly.preprocessing import as_numbers, category_key, is_missing, to_float
+from anomaly.preprocessing import TextNumbers, as_numbers, category_key, is_missing
 from training.likelihood import Block
 
 #: A string column with more distinct values than this (and mostly unique) is an identifier.
@@ -38,11 +38,12 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
     ``categorical`` become categorical over the values seen. Columns that carry nothing (a
     constant, or no value in any row) or nothing new (an exact copy of an earlier column)
     are left out and listed in ``ignored`` with the excluded ones, so that scoring input may
-    still hold them; so are date and time columns (:func:`is_temporal`) and row numbers
-    (:func:`is_row_number`). A duplicated column would count its value twice in the score; a
-    constant one has no variance to learn. A text column whose values are all numbers or
-    missing (:func:`~anomaly.preprocessing.as_numbers`: a marker the CSV reader did not know,
-    amounts written ``"$1,234.50"``, rates ``"12%"``) is a column of those numbers.
+    still hold them; so are date and time columns (:func:`is_temporal`), row numbers
+    (:func:`is_row_number`) and text identifiers (:func:`is_identifier`). A duplicated column
+    would count its value twice in the score; a constant one has no variance to learn. A text
+    column whose values are all numbers or missing (:func:`~anomaly.preprocessing.as_numbers`:
+    a marker the CSV reader did not know, amounts written ``"$1,234.50"``, rates ``"12%"``) is
+    a column of those numbers.
 
     Missing values (null, blank, a marker such as ``NA`` or ``?``, NaN) in some rows of a
     column are part of the normal data: a numeric column gets a ``fill``, the median of its
@@ -64,9 +65,12 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
             continue
         arr = np.asarray(values)
         # numbers a reader left as text ("$12,345.67", a marker it does not know): numbers
-        parsed = None if name in categorical else as_numbers(arr)
-        if parsed is not None:
-            arr = parsed[0]
+        formatted = False
+        text = None if name in categorical else as_numbers(arr)
+        if text is not None and not text.stray and text.present:
+            arr, formatted = text.values, text.formatted
+        elif text is not None:
+            _refuse_stray_words(name, arr, text)
         if _is_empty(arr) or (name not in categorical
                               and (is_temporal(arr) or is_row_number(arr))):
             ignored.append(name)  # an unused field; dates and row numbers that never recur
@@ -75,11 +79,10 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         any_missing = _has_missing(arr)
         if rows is not None:
             arr = arr[rows]
-        if _is_empty(arr):  # values only in rows the model is not fitted on
-            ignored.append(name)
+        if _is_empty(arr) or (name not in categorical and is_identifier(arr)):
+            ignored.append(name)  # values only in rows the model is not fitted on; or ids
             continue
-        col = _column(name, arr, name in categorical, any_missing,
-                      parsed is not None and parsed[1])
+        col = _column(name, arr, name in categorical, any_missing, formatted)
         key = _fingerprint(col, arr)
         if _is_constant(col, arr) or key in seen:
             ignored.append(name)
@@ -122,6 +125,21 @@ def is_row_number(arr: np.ndarray) -> bool:
     return bool(num.max() - num.min() == num.size - 1 and np.unique(num).size == num.size)
 
 
+def is_identifier(arr: np.ndarray) -> bool:
+    """A text column with each value once (names, e-mail addresses, order ids like
+    ``A-1007``), in at least :data:`MIN_ROWS_FOR_ROW_NUMBER` rows: no category recurs, so
+    the model learns nothing from it, and every later row brings a value it has never seen,
+    which would score as anomalous. Left out, as row numbers are. Numeric columns are never
+    identifiers here: a measurement can take a new value in every row."""
+    if arr.dtype.kind in "fiuMmb":
+        return False
+    present = [v for v in arr.tolist() if not is_missing(v)]
+    if len(present) < MIN_ROWS_FOR_ROW_NUMBER:
+        return False
+    keys = {category_key(v) for v in present}
+    return len(keys) == len(present)
+
+
 def _is_empty(arr: np.ndarray) -> bool:
     """True when no row has a value: all null, NaN or blank."""
     if arr.dtype.kind in "fiu":
@@ -159,8 +177,6 @@ def _column(name: str, arr: np.ndarray, force_categorical: bool, any_missing: bo
             fill = float(np.median(num)) if any_missing else None
             return NumericColumn(name=name, mean=center, std=scale, fill=fill)
     values_list = arr.tolist()
-    if not force_categorical:
-        _refuse_stray_words(name, values_list)
     cats = sorted({category_key(v) for v in values_list if not is_missing(v)})
     if any_missing:
         cats.insert(0, MISSING_CATEGORY)
@@ -175,24 +191,20 @@ def _column(name: str, arr: np.ndarray, force_categorical: bool, any_missing: bo
 MOSTLY_NUMBERS = 0.9
 
 
-def _refuse_stray_words(name: str, values: list[object]) -> None:
+def _refuse_stray_words(name: str, arr: np.ndarray, text: TextNumbers) -> None:
     """InputError for a measurement with a few words typed into its cells (``error``,
     ``n.a``): as text it would be a category per number, every later value unknown and so
     anomalous, whatever the table's size. A code with a word among its levels (``1``,
-    ``2``, ``other``) stays categorical."""
-    present = [v for v in values if not is_missing(v)]
-    if not present or not all(isinstance(v, str) for v in present):
+    ``2``, ``other``) stays categorical. ``text``: the column's one parse, all rows."""
+    if len(text.stray) > (1 - MOSTLY_NUMBERS) * text.present:
         return
-    numbers, problems = to_float(name, present)
-    if len(problems) > (1 - MOSTLY_NUMBERS) * len(present):
+    numbers = text.values[~np.isnan(text.values)]
+    if np.unique(numbers).size <= MAX_CODE_LEVELS and np.all(numbers == np.round(numbers)):
         return
-    parsed = np.delete(numbers, list(problems))
-    if np.unique(parsed).size <= MAX_CODE_LEVELS and np.all(parsed == np.round(parsed)):
-        return
-    stray = sorted({str(present[i]) for i in problems})
-    raise InputError(f"column '{name}' holds numbers except {len(problems)} value(s) that are "
-                     f"not, such as {listed(stray, 3)}: clean those cells (leave a gap blank, "
-                     f"or write NA), or pass --exclude {name}")
+    stray = sorted({str(arr[i]) for i in text.stray})
+    raise InputError(f"column '{name}' holds numbers except {len(text.stray)} value(s) that "
+                     f"are not, such as {listed(stray, 3)}: clean those cells (leave a gap "
+                     f"blank, or write NA), or pass --exclude {name}")
 
 
 #: How numeric columns are centred and scaled: "robust" (median, and the interquartile range

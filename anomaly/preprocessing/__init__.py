@@ -5,6 +5,7 @@ from anomaly.preprocessing.image import DEFAULT_MAX_PIXELS, ImagePreprocessor
 from anomaly.preprocessing.tabular import Prepared, TabularPreprocessor, rejected_rows_error
 from anomaly.preprocessing.values import (
     MISSING_TOKENS,
+    TextNumbers,
     all_finite,
     as_numbers,
     category_key,
@@ -21,6 +22,7 @@ __all__ = [
     "ImagePreprocessor",
     "Prepared",
     "TabularPreprocessor",
+    "TextNumbers",
     "all_finite",
     "as_numbers",
     "category_key",

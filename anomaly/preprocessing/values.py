@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -118,24 +118,34 @@ def formatted_number(text: str) -> float | None:
     return value / 100.0 if percent else value
 
 
-def as_numbers(values: np.ndarray) -> tuple[np.ndarray, bool] | None:
-    """A text column as float64 (NaN where missing) when every value is a number or missing
-    (read by :func:`to_float`, as the encoders will read them) and at least one is a number;
-    None otherwise. The flag says whether some value was formatted (:func:`formatted_number`).
-    Training uses it for the columns a CSV reader left as text because of a marker it does
-    not know (``" "``) or a format it does not read (``"$1,234.50"``), and for Parquet
-    columns of numbers stored as strings."""
+class TextNumbers(NamedTuple):
+    """A text column read as numbers by :func:`as_numbers`."""
+
+    values: np.ndarray  # (n,) float64, NaN where missing or not a number
+    formatted: bool  # some value had a group, currency or per cent sign ("$1,200", "12%")
+    stray: list[int]  # rows whose value is present but not a number ("error", "n.a")
+    present: int  # rows with a value (not missing)
+
+
+def as_numbers(values: np.ndarray) -> TextNumbers | None:
+    """A text column read as numbers, each value as the encoders will read it
+    (:func:`to_float`), in one pass; None for a column that is not text. A column with no
+    ``stray`` rows and at least one number is a column of numbers: what training makes of
+    the columns a CSV reader left as text because of a marker it does not know (``" "``) or
+    a format it does not read (``"$1,234.50"``), and of Parquet columns of numbers stored as
+    strings; a few stray rows are words typed into a measurement."""
     if values.dtype.kind not in "OU":
         return None
     texts = values.tolist()
     if not all(isinstance(v, str) or v is None for v in texts):
         return None
     out, problems = to_float("", texts)
-    if any(not is_missing(texts[i]) for i in problems) or len(problems) == len(texts):
-        return None
+    stray = [i for i in problems if not is_missing(texts[i])]
+    present = len(texts) - len(problems) + len(stray)
     # every value parsed: those with a group, currency or per cent sign were formatted
-    formatted = any(v is not None and not _FORMAT_MARKS.isdisjoint(v) for v in texts)
-    return out, formatted
+    formatted = not stray and any(v is not None and not _FORMAT_MARKS.isdisjoint(v)
+                                  for v in texts)
+    return TextNumbers(out, formatted, stray, present)
 
 
 def iter_values(values: Sequence[Any] | np.ndarray) -> Iterable[Any]:

@@ -312,7 +312,7 @@ def test_date_columns_are_left_out_and_new_dates_score_alike(tmp_path: Path) -> 
                "--hidden", "16", "--latent-dim", "2", "--target-fpr", "0.05", "--quiet")
     assert "left out 2 date/time column(s): when, day (the dates of the normal rows never " \
            "come back" in proc.stdout
-    assert "number the rows" not in proc.stdout
+    assert "number or name the rows" not in proc.stdout
     manifest = json.loads((tmp_path / "m" / "bundle.json").read_text())
     assert [c["name"] for c in manifest["input"]["columns"]] == ["a", "b"]
     for name, month in (("jan.csv", 1), ("jun.csv", 6)):
@@ -325,18 +325,19 @@ def test_date_columns_are_left_out_and_new_dates_score_alike(tmp_path: Path) -> 
 
 def test_a_pandas_index_column_is_left_out(tmp_path: Path) -> None:
     """``DataFrame.to_csv`` writes the index as a first column with no name: training
-    leaves it out and says so (it numbers the rows, and later files number theirs anew)."""
+    leaves it out and says so (it numbers the rows, and later files number theirs anew); a
+    text id (each value once) likewise."""
     cols = make_tabular(300, seed=8)
     del cols["is_anomaly"]
     names = list(cols)
-    lines = [",".join(["", *names])] + [",".join([str(i), *map(str, r)]) for i, r in
-                                       enumerate(zip(*(cols[c].tolist() for c in names),
-                                                     strict=True))]
+    lines = [",".join(["", *names, "order"])] + [
+        ",".join([str(i), *map(str, r), f"A-{1000 + 7 * i}"])
+        for i, r in enumerate(zip(*(cols[c].tolist() for c in names), strict=True))]
     (tmp_path / "frame.csv").write_text("\n".join(lines) + "\n")
     proc = run("train", tmp_path / "frame.csv", "--out", tmp_path / "m", "--epochs", "3",
                "--hidden", "16", "--latent-dim", "2", "--target-fpr", "0.05", "--quiet")
-    assert ("left out 1 column(s) that number the rows (each value once, consecutive): "
-            "(a column with no name)") in proc.stdout
+    assert ("left out 2 column(s) that number or name the rows (each value once; a new row "
+            "brings a new one): (a column with no name), order") in proc.stdout
     manifest = json.loads((tmp_path / "m" / "bundle.json").read_text())
     assert [c["name"] for c in manifest["input"]["columns"]] == names
-    assert manifest["input"]["ignored"] == [""]
+    assert manifest["input"]["ignored"] == ["", "order"]

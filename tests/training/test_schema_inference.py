@@ -162,6 +162,26 @@ def test_a_numeric_column_with_stray_words_says_so() -> None:
     schema = infer_schema({"x": cols["x"], "code": codes})
     assert schema.columns[1] == CategoricalColumn(name="code",
                                                   categories=["0", "1", "2", "3", "other"])
-    cols["b"] = np.array([f"user{i}@x.com" for i in range(300)], dtype=object)
+    cols["b"] = np.array([f"user{i % 250}@x.com" for i in range(300)], dtype=object)
     with pytest.raises(InputError, match="looks like an identifier or free text"):
         infer_schema(cols)
+
+
+def test_text_identifiers_are_left_out_at_any_size() -> None:
+    """A text column with each value once (names, e-mails, order ids) is left out in a
+    small table too: as 60 categories it would make every later row's value unknown, so
+    anomalous. Repeats, too few rows, and a column named with ``categorical`` are kept."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=60)
+    ids = np.array([f"A-{1000 + 7 * i}" if i % 10 else None for i in range(60)], dtype=object)
+    schema = infer_schema({"x": x, "order": ids, "email": np.array(
+        [f"u{i}@x.com" for i in rng.permutation(60)], dtype=object)})
+    assert [c.name for c in schema.columns] == ["x"]
+    assert schema.ignored == ["order", "email"]
+    again = ids.copy()
+    again[1] = again[2]  # one value twice: a category that recurs
+    assert [c.name for c in infer_schema({"x": x, "order": again}).columns] == ["x", "order"]
+    forced = infer_schema({"x": x, "order": ids}, categorical=["order"])
+    assert [c.name for c in forced.columns] == ["x", "order"]
+    few = {"x": x[:19], "name": ids[1:20]}
+    assert [c.name for c in infer_schema(few).columns] == ["x", "name"]
