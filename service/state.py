@@ -17,7 +17,7 @@ from fastapi import Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from anomaly.errors import AnomalyError, InputError
+from anomaly.errors import AnomalyError, InputError, listed
 from service.batching import Admission
 from service.config import Settings
 from service.errors import AuthError, OverloadedError, status_of
@@ -89,15 +89,28 @@ FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def _query(request: Request) -> dict[str, str]:
-    """The query string as {key: last value}, parsed once per request. Parsed by hand:
+    """The query string as {key: value}, parsed once per request; InputError when a key is
+    given twice (``seed=1&seed=2``: which one was meant is a guess). Parsed by hand:
     FastAPI's per-parameter validation costs more than scoring one row."""
     state = request.scope.setdefault("state", {})
     parsed: dict[str, str] | None = state.get("query")
     if parsed is None:
         raw = request.scope.get("query_string", b"")
-        parsed = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
+        pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
+        parsed = dict(pairs)
+        if len(parsed) != len(pairs):
+            _refuse_repeats(pairs)
         state["query"] = parsed
     return parsed
+
+
+def _refuse_repeats(pairs: list[tuple[str, str]]) -> None:
+    values: dict[str, list[str]] = {}
+    for key, value in pairs:
+        values.setdefault(key, []).append(value)
+    key, given = next((k, v) for k, v in values.items() if len(v) > 1)
+    raise InputError(f"query parameter {key} is given {len(given)} times "
+                     f"({listed(given, 3)}): give it once")
 
 
 def query_bool(request: Request, key: str, default: bool = False) -> bool:

@@ -153,6 +153,9 @@ def cases(b: TrainedBundles) -> list[Case]:
              "must be in [1, 1024]", json={"rows": [row]}),
         Case("negative seed", "POST", CANCER + "?seed=-1", 422, "seed",
              json={"rows": [row]}),
+        Case("repeated query parameter", "POST", CANCER + "?seed=1&explain=true&seed=2", 422,
+             "query parameter seed is given 2 times (['1', '2']): give it once",
+             json={"rows": [row]}),
         Case("reload unknown model", "POST", "/v1/models/nope/reload", 404, "no model "
              "directory"),
         Case("unknown route", "GET", "/v1/nothing", 404, "not found"),
