@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from anomaly.batch.sources import iter_image_files
 from anomaly.bundle import ImageInput
 from anomaly.errors import InputError
-from anomaly.preprocessing import ImagePreprocessor
+from anomaly.preprocessing import ImagePreprocessor, upright
 from anomaly.progress import bar_options
 
 
@@ -29,7 +29,7 @@ def load_image_folder(root: str | os.PathLike[str], image_size: int | None = Non
     if image_size is None or channels is None:
         try:
             with Image.open(files[0]) as first:
-                w, h = first.size
+                w, h = upright(first).size  # as the scorer will see it
                 mode_channels = 1 if first.mode in ("L", "1", "I;16", "I", "F") else 3
         except (OSError, ValueError) as exc:
             raise InputError(f"{files[0]} could not be decoded as an image ({exc}); remove it "
@@ -40,7 +40,8 @@ def load_image_folder(root: str | os.PathLike[str], image_size: int | None = Non
         channels = channels or mode_channels
     if channels not in (1, 3):
         raise InputError(f"--channels must be 1 (grey) or 3 (RGB), got {channels}")
-    schema = ImageInput(height=image_size, width=image_size, channels=channels)  # type: ignore[arg-type]
+    schema = ImageInput(height=image_size, width=image_size, channels=channels,  # type: ignore[arg-type]
+                        exif_orientation=True)
     prep = ImagePreprocessor(schema)
     out = np.empty((len(files), *prep.shape), dtype=np.float32)
     for i, f in enumerate(tqdm(files, desc="loading images", unit="img", disable=not progress,

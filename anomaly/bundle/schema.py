@@ -100,14 +100,18 @@ class TabularInput(_Model):
 
 
 class ImageInput(_Model):
-    """Images are decoded, converted to ``channels`` (1 = grey, 3 = RGB), resized to
-    height x width, divided by ``scale`` into [0, 1] and flattened channel-first."""
+    """Images are decoded, turned upright by their EXIF orientation when
+    ``exif_orientation`` (as viewers and OpenCV show them: a phone photo stored sideways
+    with an orientation tag), converted to ``channels`` (1 = grey, 3 = RGB), resized to
+    height x width, divided by ``scale`` into [0, 1] and flattened channel-first. Bundles
+    written before the field ignore the tag (False), and keep scoring as they were trained."""
 
     kind: Literal["image"] = "image"
     height: int = Field(gt=0)
     width: int = Field(gt=0)
     channels: Literal[1, 3]
     scale: float = 255.0
+    exif_orientation: bool = False
 
 
 InputSchema = Annotated[TabularInput | ImageInput, Field(discriminator="kind")]

@@ -1,7 +1,7 @@
 """Raw input -> the graph's ``x``: table rows (``tabular``, one encoder for every caller),
 images (``image``), and what a raw value means (``values``)."""
 
-from anomaly.preprocessing.image import DEFAULT_MAX_PIXELS, ImagePreprocessor
+from anomaly.preprocessing.image import DEFAULT_MAX_PIXELS, ImagePreprocessor, upright
 from anomaly.preprocessing.tabular import Prepared, TabularPreprocessor, rejected_rows_error
 from anomaly.preprocessing.values import (
     MISSING_TOKENS,
@@ -32,4 +32,5 @@ __all__ = [
     "rejected_rows_error",
     "rows_to_columns",
     "to_float",
+    "upright",
 ]

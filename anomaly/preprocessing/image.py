@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from anomaly.bundle.schema import ImageInput
 from anomaly.errors import InputError, PayloadTooLargeError
@@ -17,6 +17,19 @@ from anomaly.errors import InputError, PayloadTooLargeError
 #: Default ceiling on decoded pixels (width * height) against decompression bombs.
 DEFAULT_MAX_PIXELS = 40_000_000
 _MODES = {"L": "8-bit greyscale", "RGB": "8-bit RGB"}
+
+
+#: The EXIF tag that says how a stored image is rotated or mirrored (1: as stored).
+ORIENTATION = 0x0112
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: rotated and mirrored by its EXIF orientation tag (a
+    phone's portrait photo is stored landscape with orientation 6); the image itself when
+    it has no such tag."""
+    if img.getexif().get(ORIENTATION, 1) in (1, None):
+        return img
+    return ImageOps.exif_transpose(img)
 
 
 class ImagePreprocessor:
@@ -73,6 +86,8 @@ class ImagePreprocessor:
     def from_pil(self, img: Image.Image, name: str = "image", resize: bool = True
                  ) -> np.ndarray:
         s = self.schema
+        if s.exif_orientation:
+            img = upright(img)
         mode = "L" if s.channels == 1 else "RGB"
         if not resize and (img.mode != mode or img.size != (s.width, s.height)):
             raise InputError(
