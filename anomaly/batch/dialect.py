@@ -5,6 +5,7 @@ means the same whichever way it comes in."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -68,10 +69,15 @@ def to_utf8(data: bytes, encoding: str | None = None) -> bytes:
     return data if encoding == "utf-8" else data.decode(encoding).encode("utf-8")
 
 
-_COMMA_NUMBER = re.compile(rb"[+-]?\d+,\d+(?:[eE][+-]?\d+)?")
+_COMMA_NUMBER = re.compile(rb"[+-]?(?:\d+|\d{1,3}(?:\.\d{3})+),\d+(?:[eE][+-]?\d+)?")
 _POINT_NUMBER = re.compile(rb"[+-]?(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?")
+#: ``1.234`` or ``12.345.678``: points between groups of three digits, as decimal-comma
+#: locales group thousands; ``1.234`` alone could be either, so it decides nothing.
+_POINT_GROUPS = re.compile(rb"[+-]?\d{1,3}(?:\.\d{3})+")
 #: A whole field that is a number with a decimal comma (Arrow regex syntax, RE2).
 _COMMA_FIELD = r"^(\s*[+-]?\d+),(\d+(?:[eE][+-]?\d+)?\s*)$"
+#: A whole field with points between its thousands (``-1.234.567,89``, ``1.234``), RE2.
+_GROUPED_FIELD = r"^\s*[+-]?\d{1,3}(\.\d{3})+(,\d+(?:[eE][+-]?\d+)?)?\s*$"
 #: Records of a CSV's head that :func:`sniff_decimal` reads.
 _SNIFF_RECORDS = 200
 
@@ -79,8 +85,9 @@ _SNIFF_RECORDS = 200
 def sniff_decimal(data: bytes) -> str:
     """The decimal mark of a CSV's numbers from its first records (``data``: the file's
     head, header included): ``,`` when the fields are separated by ``;`` tab or ``|``, some
-    unquoted fields are numbers written with a decimal comma (``10,25``) and none with a
-    point; else ``.``.
+    unquoted fields are numbers written with a decimal comma (``10,25``, ``1.234,5``) and
+    none with a decimal point (``1.234`` could be a thousand and counts as neither); else
+    ``.``.
 
     The spreadsheets that write ``;`` between fields do so because their locale writes
     ``,`` in numbers; read with a point, every such column would be text."""
@@ -92,18 +99,29 @@ def sniff_decimal(data: bytes) -> str:
         for field in _QUOTED.sub(b"", record).split(delimiter.encode()):
             field = field.strip()
             comma += _COMMA_NUMBER.fullmatch(field) is not None
-            point += _POINT_NUMBER.fullmatch(field) is not None
+            point += (_POINT_NUMBER.fullmatch(field) is not None
+                      and _POINT_GROUPS.fullmatch(field) is None)
     return "," if comma and not point else "."
 
 
 def decimal_points(table: pa.Table) -> pa.Table:
-    """A table of raw CSV fields (binary) with every field that is a decimal-comma number
-    rewritten with a point (``10,25`` -> ``10.25``), the other fields untouched: how a file
+    """A table of raw CSV fields (binary or text) with every field that is a decimal-comma
+    number rewritten with a point (``10,25`` -> ``10.25``; ``-1.234,5`` -> ``-1234.5``, its
+    thousands' points dropped), the other fields and columns untouched: how a file
     :func:`sniff_decimal` finds to use ``,`` is read where its columns stay binary (batch
-    scoring, the service's CSV bodies), so that its numbers parse as training read them."""
+    scoring, the service's CSV bodies), and what training makes of the text columns Arrow's
+    reader leaves (it reads ``10,25`` but not ``1.234,5``), so that every way in reads the
+    same numbers."""
     return pa.Table.from_arrays(
-        [pc.replace_substring_regex(col, pattern=_COMMA_FIELD, replacement=r"\1.\2")
-         for col in table.columns], names=table.column_names)
+        [_decimal_points(col) if pa.types.is_binary(col.type) or pa.types.is_string(col.type)
+         else col for col in table.columns], names=table.column_names)
+
+
+def _decimal_points(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    grouped = pc.match_substring_regex(col, pattern=_GROUPED_FIELD)
+    if pc.any(grouped).as_py():
+        col = pc.if_else(grouped, pc.replace_substring(col, pattern=".", replacement=""), col)
+    return pc.replace_substring_regex(col, pattern=_COMMA_FIELD, replacement=r"\1.\2")
 
 
 def csv_parse_options(header: bytes, **kwargs: Any) -> pacsv.ParseOptions:
@@ -131,3 +149,16 @@ def record_end(buf: bytes, first: bool) -> int:
             return pos + 1
         pos, prev = buf.rfind(b"\n", 0, pos), pos + 1
     return -1
+
+
+def numbers_where_all(table: pa.Table) -> pa.Table:
+    """Text columns whose every value is now a plain number (a decimal-comma file's
+    ``1.234,5`` after :func:`decimal_points`) as float64, as Arrow reads the others."""
+    cols = []
+    for col in table.columns:
+        if pa.types.is_string(col.type):
+            # words among them: a text column, as Arrow left it
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                col = col.cast(pa.float64())
+        cols.append(col)
+    return pa.Table.from_arrays(cols, names=table.column_names)

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from anomaly.batch.dialect import (
     csv_parse_options,
     decimal_points,
+    numbers_where_all,
     record_end,
     sniff_decimal,
     sniff_encoding,
@@ -53,12 +54,15 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
                 head = fh.read(1 << 16)
             encoding = sniff_encoding(head)
             head = to_utf8(head, encoding)
+            decimal = sniff_decimal(head)
             convert = pacsv.ConvertOptions(strings_can_be_null=True,
                                            null_values=["", *sorted(MISSING_TOKENS)],
-                                           decimal_point=sniff_decimal(head))
+                                           decimal_point=decimal)
             table = pacsv.read_csv(p, read_options=pacsv.ReadOptions(encoding=encoding),
                                    parse_options=csv_parse_options(head),
                                    convert_options=convert)
+            if decimal == ",":  # "1.234,5" stays text in Arrow's reader: as batch reads it
+                table = numbers_where_all(decimal_points(table))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot read {p}: {exc}") from exc
     if table.num_rows == 0:

@@ -97,15 +97,23 @@ _FORMATTED = re.compile(
 
 
 #: The characters a formatted number has and a plain one has not.
-_FORMAT_MARKS = frozenset(",$€£¥%")
+_FORMAT_MARKS = frozenset(",$€£¥%(\u2212")
+#: The minus sign of typeset text (U+2212), as word processors and web pages write it.
+_MINUS = "\u2212"
 
 
 def formatted_number(text: str) -> float | None:
     """The number a formatted text stands for (``"12,345.67"`` -> 12345.67, ``"$1,200"`` ->
-    1200.0, ``"12.5%"`` -> 0.125), or None when the text is not one. CSV readers (Arrow's
+    1200.0, ``"12.5%"`` -> 0.125, accounting's ``"(1,200.00)"`` -> -1200.0, a typeset
+    minus ``"\u22125"`` -> -5.0), or None when the text is not one. CSV readers (Arrow's
     among them) read such a field as text; every numeric path reads it through
     :func:`to_float`, which uses this. A per cent is read as the fraction it means; the scale
     of a column does not matter to the model, which standardises it."""
+    text = text.strip().replace(_MINUS, "-")
+    if text.startswith("(") and text.endswith(")"):  # accounting's negative: (1,200.00)
+        inner = text[1:-1]
+        value = None if inner.lstrip()[:1] in ("+", "-") else formatted_number(inner)
+        return None if value is None or value < 0 else -value
     match = _FORMATTED.fullmatch(text)
     if match is None:
         return None

@@ -105,6 +105,9 @@ def test_every_reader_takes_the_sniffed_delimiter(tmp_path: Path, sep: str) -> N
     (b'a;b\n"1,5";2\n', "."),  # a quoted field is text, not a number
     (b"a;b\n1;2\n", "."),  # no fraction at all
     (b"a;b\n1,2,3;4\n", "."),  # not a number
+    (b"a;b\n-1.234,5;2\n", ","),  # points between thousands, a decimal comma
+    (b"a;b\n1.234;2,5\n", ","),  # 1.234 may be a thousand: the comma decides
+    (b"a;b\n1.234;2\n", "."),  # nothing but a maybe-thousand: points
 ])
 def test_the_decimal_mark_is_sniffed_from_the_first_records(head: bytes, expected: str) -> None:
     assert dialect.sniff_decimal(head) == expected
@@ -115,22 +118,29 @@ def test_decimal_comma_files_read_as_their_point_twins(tmp_path: Path) -> None:
     numbers of the same table written with points and commas, in every reader; fields that
     are not decimal-comma numbers are left as they are."""
     rng = np.random.default_rng(5)
-    rows = [(f"{rng.normal() * 100:.4f}", f"{rng.lognormal():.3e}", rng.choice(["a,b", "c"]))
-            for _ in range(50)]
+    rows = [(f"{rng.normal() * 100:.4f}", f"{rng.lognormal():.3e}", rng.choice(["a,b", "c"]),
+             rng.normal() * 1e6) for _ in range(50)]
     eu = tmp_path / "eu.csv"
     us = tmp_path / "us.csv"
-    eu.write_bytes(("\ufeffx;y;label\r\n" + "".join(
-        f'{x.replace(".", ",")};{y.replace(".", ",")};"{lab}"\r\n' for x, y, lab in rows)
-    ).encode())
-    us.write_text("x,y,label\n" + "".join(f'{x},{y},"{lab}"\n' for x, y, lab in rows))
+    # amounts with thousands grouped by points (-1.234.567,89) or not grouped at all
+    amounts = [f"{a:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".") if i % 3
+               else f"{a:.2f}".replace(".", ",") for i, (*_, a) in enumerate(rows)]
+    eu.write_bytes(("\ufeffx;y;label;amount\r\n" + "".join(
+        f'{x.replace(".", ",")};{y.replace(".", ",")};"{lab}";{a}\r\n'
+        for (x, y, lab, _), a in zip(rows, amounts, strict=True))).encode())
+    us.write_text("x,y,label,amount\n" + "".join(f'{x},{y},"{lab}",{a:.2f}\n'
+                                                  for x, y, lab, a in rows))
+    assert any(a.count(".") == 2 for a in amounts)
     eu_table, us_table = sources.read_table(eu), sources.read_table(us)
     assert eu_table.schema.field("x").type == pa.float64()
+    assert eu_table.schema.field("amount").type == pa.float64()
     assert eu_table.equals(us_table)
-    chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["x", "y", "label"], chunk_rows=16))
+    names = ["x", "y", "label", "amount"]
+    chunks = [pa.concat_tables(iter_table_chunks(p, 0, names, chunk_rows=16))
               for p in (eu, us)]
     assert chunks[0].equals(chunks[1])
-    assert sources.read_csv_text(eu.read_bytes(), ["x", "label"]).equals(
-        sources.read_csv_text(us.read_bytes(), ["x", "label"]))
+    assert sources.read_csv_text(eu.read_bytes(), ["x", "label", "amount"]).equals(
+        sources.read_csv_text(us.read_bytes(), ["x", "label", "amount"]))
 
 
 def test_a_column_name_given_twice_is_refused_where_it_is_read(tmp_path: Path) -> None:

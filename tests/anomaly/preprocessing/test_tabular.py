@@ -222,18 +222,23 @@ def test_a_marker_learned_as_a_category_stays_that_category() -> None:
 
 def test_currency_and_per_cent_text_read_alike_by_every_encoder() -> None:
     """Amounts and rates as spreadsheets format them are numbers on every way in: ``$1,200``
-    is 1200, ``-€5`` and ``$-5`` are -5, ``12.5%`` is 0.125; a sign in two places, a currency
-    sign behind the number, or a currency and a per cent sign at once are not numbers."""
+    is 1200, ``-€5`` and ``$-5`` are -5, ``12.5%`` is 0.125, accounting's ``(1,200.50)`` is
+    -1200.5 and a typeset minus (U+2212) is a minus; a sign in two places, a currency sign
+    behind the number, a currency and a per cent sign at once, or a bracket that does not
+    close are not numbers."""
     prep = TabularPreprocessor(TabularInput(columns=[
         NumericColumn(name="v", mean=0.0, std=1.0)]))
-    texts = ["$1,200.00", "-€5", "$-5", "12.5%", " £ 3 ", "-1,000%"]
-    want = np.array([[1200.0], [-5.0], [-5.0], [0.125], [3.0], [-10.0]], dtype=np.float32)
+    texts = ["$1,200.00", "-€5", "$-5", "12.5%", " £ 3 ", "-1,000%", "(1,200.50)", "($7)",
+             "(5%)", "\u22122.5", "\u2212$1,000"]
+    want = np.array([[1200.0], [-5.0], [-5.0], [0.125], [3.0], [-10.0], [-1200.5], [-7.0],
+                     [-0.05], [-2.5], [-1000.0]], dtype=np.float32)
     rows = [{"v": t} for t in texts]
     np.testing.assert_allclose(prep.encode_rows(rows), want, rtol=1e-7)
     np.testing.assert_allclose(prep.transform(rows_to_columns(rows)).x, want, rtol=1e-7)
     csv = pa.table({"v": pa.array([t.encode() for t in texts], pa.binary())})
     np.testing.assert_allclose(prep.encode_arrow(csv, from_csv=True)[0], want, rtol=1e-7)
-    for text in ("-$-5", "5$", "$5%", "+-5", "$", "%", "1,23%", "$1,23"):
+    for text in ("-$-5", "5$", "$5%", "+-5", "$", "%", "1,23%", "$1,23", "(5", "5)", "(-5)",
+                 "((5))", "()", "\u2212-5"):
         with pytest.raises(InputError, match=re.escape(f"{text!r} is not a number")):
             prep.encode_rows([{"v": text}])
 
