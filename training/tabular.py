@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Collection, Mapping
 
 import numpy as np
@@ -79,6 +80,8 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         any_missing = _has_missing(arr)
         if rows is not None:
             arr = arr[rows]
+        if name not in categorical:
+            _refuse_unread_numbers(name, arr)
         if _is_empty(arr) or (name not in categorical and is_identifier(arr)):
             ignored.append(name)  # values only in rows the model is not fitted on; or ids
             continue
@@ -125,6 +128,11 @@ def is_row_number(arr: np.ndarray) -> bool:
     return bool(num.max() - num.min() == num.size - 1 and np.unique(num).size == num.size)
 
 
+#: A value that starts as a number does (a sign, a currency sign, a digit) and has digits,
+#: separators and at most a short unit after it.
+_NUMBER_LIKE = re.compile(r"\s*[-+\u2212(]?\s*[^\w\s]{0,3}\s*\d[\d\s.,'\u2019_]*[^\d]{0,6}")
+
+
 def is_identifier(arr: np.ndarray) -> bool:
     """A text column with each value once (names, e-mail addresses, order ids like
     ``A-1007``), in at least :data:`MIN_ROWS_FOR_ROW_NUMBER` rows: no category recurs, so
@@ -136,8 +144,33 @@ def is_identifier(arr: np.ndarray) -> bool:
     present = [v for v in arr.tolist() if not is_missing(v)]
     if len(present) < MIN_ROWS_FOR_ROW_NUMBER:
         return False
-    keys = {category_key(v) for v in present}
-    return len(keys) == len(present)
+    return _unique(present) and not _numberish(present)
+
+
+def _unique(present: list[object]) -> bool:
+    return len({category_key(v) for v in present}) == len(present)
+
+
+def _numberish(present: list[object]) -> bool:
+    """Mostly numbers in a format no encoder reads (``1.5k``, ``5 USD``, ``1 234,5``): a
+    measurement, to be refused by name, not a column to drop without a word."""
+    return sum(_NUMBER_LIKE.fullmatch(str(v)) is not None for v in present) >= len(present) / 2
+
+
+def _refuse_unread_numbers(name: str, arr: np.ndarray) -> None:
+    """InputError for a text column of mostly distinct values (more than a code has) that
+    look like numbers written in a format the encoders do not read: as categories, almost
+    every later value would be unknown."""
+    if arr.dtype.kind in "fiuMmb":
+        return
+    present = [v for v in arr.tolist() if not is_missing(v)]
+    distinct = len({category_key(v) for v in present})
+    if (len(present) >= MIN_ROWS_FOR_ROW_NUMBER and distinct > MAX_CODE_LEVELS
+            and distinct > 0.5 * len(present) and _numberish(present)):
+        examples = listed([str(v) for v in present[:3]], 3)
+        raise InputError(f"column '{name}' holds values such as {examples} that look like "
+                         "numbers in a format not read (write plain numbers such as 1500 or "
+                         f"1,500.25), or pass --exclude {name}")
 
 
 def _is_empty(arr: np.ndarray) -> bool:

@@ -185,3 +185,9 @@ def test_text_identifiers_are_left_out_at_any_size() -> None:
     assert [c.name for c in forced.columns] == ["x", "order"]
     few = {"x": x[:19], "name": ids[1:20]}
     assert [c.name for c in infer_schema(few).columns] == ["x", "name"]
+    for unread in ([f"{v:.1f}k" for v in x + 10], [f"{v:.2f} USD" for v in x + 10]):
+        # mostly distinct numbers in a format no encoder reads: refused, not dropped as ids
+        # (all distinct) nor made a category per value (a few repeats)
+        with pytest.raises(InputError, match=r"column 'w' holds values such as \[.* that "
+                                             r"look like numbers in a format not read"):
+            infer_schema({"x": x, "w": np.array(unread, dtype=object)})
