@@ -265,6 +265,7 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
     from anomaly.batch.sources import (
         check_unique_names,
         csv_header_names,
+        header_is_data,
         read_csv_text,
         to_utf8,
     )
@@ -277,6 +278,10 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
         table = read_csv_text(body, [c for c in prep.column_names if c in names])
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"cannot parse the CSV body: {exc}") from exc
+    if header_is_data(names, prep.column_names) and not set(prep.column_names) <= set(names):
+        raise InputError("the body's first line is data, not a header (every name is a "
+                         "number): send the header row first; the model expects "
+                         f"{listed(prep.column_names)}")
     if not ignore_unknown:
         _check_unknown(prep, [n for n in names if n not in prep.accepted_columns])
     if table.num_rows == 0:

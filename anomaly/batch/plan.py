@@ -22,6 +22,7 @@ from anomaly.batch.sink import ResultLayout
 from anomaly.batch.sources import (
     check_unique_names,
     expand_table_inputs,
+    header_is_data,
     is_csv,
     iter_image_files,
     iter_table_chunks,
@@ -119,8 +120,10 @@ def make_plan(scorer: Scorer, source: str | os.PathLike[str], options: ScoreOpti
         check_unique_names(names, read, str(path))
         missing = [c for c in needed if c not in names]
         if missing:
-            raise InputError(f"missing column(s) {listed(missing)} in {path}; the model "
-                             f"expects {listed(needed)}")
+            hint = (" (its first line is data, not a header: add the header row)"
+                    if header_is_data(names, needed) else "")
+            raise InputError(f"missing column(s) {listed(missing)} in {path}{hint}; the "
+                             f"model expects {listed(needed)}")
         for flag, col in (("--id-column", id_col), ("--label-column", label_col)):
             if col is not None and col not in names:
                 raise InputError(f"{flag} '{col}' is not a column of {path}; its columns "

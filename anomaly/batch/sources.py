@@ -4,7 +4,9 @@ record numbered and malformed lines kept as rejects) and image folders."""
 from __future__ import annotations
 
 import glob
+import itertools
 import os
+import re
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,8 +69,33 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         raise InputError(f"cannot read {p}: {exc}") from exc
     if table.num_rows == 0:
         raise InputError(f"{p} has a header but no rows")
+    if is_csv(p) and header_is_data(table.column_names):
+        raise InputError(f"the first line of {p} is data, not a header: every column name "
+                         f"is a number ({', '.join(table.column_names[:3])}, ...); add a "
+                         "header row that names the columns")
     check_unique_names(table.column_names, table.column_names, str(p))
     return table
+
+
+#: A header name that is a number as a CSV writer prints one: ``-1.5``, ``2,5``, ``1e-03``.
+_NUMBER_NAME = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?")
+
+
+def header_is_data(names: list[str], expected: Collection[str] = ()) -> bool:
+    """Whether a CSV's first line is a row of data rather than names, as ``np.savetxt`` and
+    ``df.to_csv(header=False)`` write files: every name is a number, and they do not
+    increase as a header of years, numbered sensors or wavelengths does (``1960,1961``,
+    ``0,1,2``, ``400.5,401.0``). Read as a header, the first row would be lost and the
+    others scored against columns named by its values. Given the names a model
+    ``expected``, a line with none of them and numbers for at least half its names is data
+    too (a row with text fields in it)."""
+    stripped = [n.strip() for n in names]
+    numbers = [float(n.replace(",", ".")) for n in stripped if _NUMBER_NAME.fullmatch(n)]
+    if expected and not set(expected) & set(names) and 2 * len(numbers) >= len(names):
+        return True
+    if not stripped or len(numbers) < len(stripped):
+        return False
+    return any(a >= b for a, b in itertools.pairwise(numbers))
 
 
 def check_unique_names(names: list[str], used: Collection[str], where: str) -> None:

@@ -73,6 +73,7 @@ def _bad_cases(root: Path, bundle: Path) -> list[tuple[str, list[str | Path], st
     words = dict(good, f1=np.where(np.arange(50) == 3, "oops", good["f1"].astype(str)))
     (root / "empty.csv").write_text("")
     header, *lines = write_csv(root / "g.csv", good).read_text().splitlines()
+    (root / "nohead.csv").write_text("\n".join(lines) + "\n")  # as np.savetxt writes
     (root / "twice.csv").write_text("\n".join(
         [header + ",f1"] + [f"{line},{line.split(',')[1]}" for line in lines]) + "\n")
     newer = root / "newer"
@@ -98,6 +99,8 @@ def _bad_cases(root: Path, bundle: Path) -> list[tuple[str, list[str | Path], st
          "column name 'f1' appears 2 times in", 2),
         ("train on a column twice", ["train", root / "twice.csv", "--out", root / "t2",
                                      "--quiet"], "(columns 2, 9); give every column", 2),
+        ("no header row", ["score", bundle, root / "nohead.csv", *out],
+         "nohead.csv (its first line is data, not a header: add the header row)", 2),
         ("no such input", ["score", bundle, root / "nope.csv", *out], "no such file", 2),
         ("newer bundle", ["score", newer, write_csv(root / "g.csv", good), *out],
          "newer than this library", 3),

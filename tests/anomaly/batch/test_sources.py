@@ -157,6 +157,42 @@ def test_a_column_name_given_twice_is_refused_where_it_is_read(tmp_path: Path) -
         sources.check_unique_names(names, ["b", "note"], "x")
 
 
+@pytest.mark.parametrize(("header", "is_data"), [
+    ("1.257302210933932962e-01,-1.3e-01,6.4e-01", True),  # np.savetxt
+    ("4,6,8,3", True),  # df.to_csv(header=False) of integer codes
+    ("0.5;-2,5;3", True),  # a decimal-comma row
+    ("5,5,7", True),
+    ("1960,1961,1962", False),  # years
+    ("0,1,2,3", False),  # numbered sensors
+    ("400.5,401.0,401.5", False),  # wavelengths
+    ("7", False),
+    ("a,1.5,2", False),
+    ("x1,x2", False),
+])
+def test_a_first_line_of_numbers_is_data_not_a_header(header: str, is_data: bool) -> None:
+    assert sources.header_is_data(header.split(";" if ";" in header else ",")) is is_data
+
+
+def test_a_first_line_with_text_fields_is_data_when_no_model_column_is_in_it() -> None:
+    """Scoring knows the names to expect: a line with none of them, half of it numbers."""
+    assert sources.header_is_data(["0.5", "1.5", "red"], expected=["a", "b", "color"])
+    assert not sources.header_is_data(["0.5", "1.5", "red"])
+    assert not sources.header_is_data(["x", "y", "1.5"], expected=["a", "b", "color"])
+
+
+def test_a_headerless_csv_is_refused_for_training_with_what_to_add(tmp_path: Path) -> None:
+    """np.savetxt writes no header: read as one, its first row would become the column names
+    and be lost from the data."""
+    path = tmp_path / "savetxt.csv"
+    np.savetxt(path, np.random.default_rng(0).normal(size=(30, 3)), delimiter=",")
+    with pytest.raises(InputError, match=r"first line of .*savetxt.csv is data, not a "
+                                         r"header: .*add a header row"):
+        sources.read_table(path)
+    years = tmp_path / "years.csv"
+    years.write_text("1960,1961\n1.5,2.5\n")
+    assert sources.read_table(years).column_names == ["1960", "1961"]
+
+
 def test_a_compressed_csv_reads_as_the_plain_one_in_every_reader(tmp_path: Path) -> None:
     """Training's whole-file read (its delimiter and decimal mark sniffed from the
     decompressed text), the header read and batch scoring's chunked read of a gzipped ``;``
