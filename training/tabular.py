@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Collection, Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -80,9 +81,9 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         any_missing = _has_missing(arr)
         if rows is not None:
             arr = arr[rows]
-        if name not in categorical:
-            _refuse_unread_numbers(name, arr)
-        if _is_empty(arr) or (name not in categorical and is_identifier(arr)):
+        text_fit = None if name in categorical else text_values(arr)
+        _refuse_unread_numbers(name, text_fit)
+        if _is_empty(arr) or (text_fit is not None and is_identifier(arr, text_fit)):
             ignored.append(name)  # values only in rows the model is not fitted on; or ids
             continue
         col = _column(name, arr, name in categorical, any_missing, formatted)
@@ -133,22 +134,34 @@ def is_row_number(arr: np.ndarray) -> bool:
 _NUMBER_LIKE = re.compile(r"\s*[-+\u2212(]?\s*[^\w\s]{0,3}\s*\d[\d\s.,'\u2019_]*[^\d]{0,6}")
 
 
-def is_identifier(arr: np.ndarray) -> bool:
+class TextValues(NamedTuple):
+    """A text column's present values and how many distinct categories they make: built once
+    per column for the identifier and unread-number checks."""
+
+    present: list[object]
+    distinct: int
+
+
+def text_values(arr: np.ndarray) -> TextValues | None:
+    """None for a column of numbers, dates or booleans."""
+    if arr.dtype.kind in "fiuMmb":
+        return None
+    present = [v for v in arr.tolist() if not is_missing(v)]
+    return TextValues(present, len({category_key(v) for v in present}))
+
+
+def is_identifier(arr: np.ndarray, text: TextValues | None = None) -> bool:
     """A text column with each value once (names, e-mail addresses, order ids like
     ``A-1007``), in at least :data:`MIN_ROWS_FOR_ROW_NUMBER` rows: no category recurs, so
     the model learns nothing from it, and every later row brings a value it has never seen,
     which would score as anomalous. Left out, as row numbers are. Numeric columns are never
-    identifiers here: a measurement can take a new value in every row."""
-    if arr.dtype.kind in "fiuMmb":
+    identifiers here: a measurement can take a new value in every row. ``text``: the
+    column's :func:`text_values`, if already built."""
+    if text is None:
+        text = text_values(arr)
+    if text is None or len(text.present) < MIN_ROWS_FOR_ROW_NUMBER:
         return False
-    present = [v for v in arr.tolist() if not is_missing(v)]
-    if len(present) < MIN_ROWS_FOR_ROW_NUMBER:
-        return False
-    return _unique(present) and not _numberish(present)
-
-
-def _unique(present: list[object]) -> bool:
-    return len({category_key(v) for v in present}) == len(present)
+    return text.distinct == len(text.present) and not _numberish(text.present)
 
 
 def _numberish(present: list[object]) -> bool:
@@ -157,14 +170,13 @@ def _numberish(present: list[object]) -> bool:
     return sum(_NUMBER_LIKE.fullmatch(str(v)) is not None for v in present) >= len(present) / 2
 
 
-def _refuse_unread_numbers(name: str, arr: np.ndarray) -> None:
+def _refuse_unread_numbers(name: str, text: TextValues | None) -> None:
     """InputError for a text column of mostly distinct values (more than a code has) that
     look like numbers written in a format the encoders do not read: as categories, almost
     every later value would be unknown."""
-    if arr.dtype.kind in "fiuMmb":
+    if text is None:
         return
-    present = [v for v in arr.tolist() if not is_missing(v)]
-    distinct = len({category_key(v) for v in present})
+    present, distinct = text
     if (len(present) >= MIN_ROWS_FOR_ROW_NUMBER and distinct > MAX_CODE_LEVELS
             and distinct > 0.5 * len(present) and _numberish(present)):
         examples = listed([str(v) for v in present[:3]], 3)
