@@ -17,7 +17,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--top must be 0 or more, got {args.top}")
     report = evaluate_path(
         args.bundle, args.input, label_column=args.label_column, out_dir=args.out_dir,
-        mc_samples=args.mc_samples, seed=args.seed, progress=not args.quiet)
+        mc_samples=args.mc_samples, seed=args.seed, progress=not args.quiet,
+        normal_labels=tuple(args.normal_label or ()))
     print(report.describe())
     if args.report:
         page = write_report(args.bundle, args.input, report, args.report, top=args.top,
@@ -33,7 +34,11 @@ def register(commands: Any) -> None:
                                  "first-level subfolders are 'normal'/'good' (label 0) or "
                                  "anything else (label 1)")
     p.add_argument("--label-column", default=None,
-                   help="column holding 1 for anomalies, 0 for normal rows")
+                   help="column holding 1 for anomalies, 0 for normal rows (or true/false, "
+                        "anomaly/normal, outlier/inlier)")
+    p.add_argument("--normal-label", action="append", metavar="VALUE",
+                   help="a label value of normal rows, such as 2 or normal. (repeatable); "
+                        "every other value counts as an anomaly")
     p.add_argument("--out-dir", default=None,
                    help="where to write scores.csv, metrics.json and PNGs (default "
                         "./evaluation-<name>)")

@@ -31,8 +31,8 @@ from anomaly.inference import describe_error, error_at_threshold
 #: First-level subfolders of an image folder whose images are normal (label 0).
 NORMAL_FOLDERS = frozenset({"normal", "good", "ok"})
 #: Label values read as normal / anomalous (text, case-insensitive).
-NORMAL_LABELS = frozenset({"0", "0.0", "false"})
-ANOMALY_LABELS = frozenset({"1", "1.0", "true"})
+NORMAL_LABELS = frozenset({"0", "0.0", "false", "normal", "inlier", "nominal"})
+ANOMALY_LABELS = frozenset({"1", "1.0", "true", "anomaly", "anomalous", "abnormal", "outlier"})
 
 
 @dataclass
@@ -52,6 +52,9 @@ class EvaluationReport:
     fpr_expected: tuple[float, float] | None = None
     #: Monte Carlo error of the normal scores near the threshold (None without errors)
     mc_error: McErrorInfo | None = None
+    #: the label values that mean normal when given (``--normal-label``); every other
+    #: value is an anomaly. Empty: :data:`NORMAL_LABELS` and :data:`ANOMALY_LABELS`.
+    normal_labels: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {"model": self.name, "n_normal": self.n_normal, "n_anomalous": self.n_anomalous,
@@ -60,7 +63,8 @@ class EvaluationReport:
                 "fpr_expected_95": list(self.fpr_expected) if self.fpr_expected else None,
                 "at_calibrated_threshold": self.at_calibrated.as_dict(),
                 "f1_optimal_threshold": self.f1_optimal.as_dict(),
-                "mc_error": self.mc_error.model_dump() if self.mc_error else None}
+                "mc_error": self.mc_error.model_dump() if self.mc_error else None,
+                "normal_labels": list(self.normal_labels) or None}
 
     def describe(self) -> str:
         c, f = self.at_calibrated, self.f1_optimal
@@ -85,8 +89,8 @@ class EvaluationReport:
 
 def evaluate_scores(bundle: Bundle, scores: np.ndarray, labels: np.ndarray,
                     out_dir: str | os.PathLike[str], summary: ScoreSummary | None = None,
-                    se: np.ndarray | None = None, mc_samples: int | None = None
-                    ) -> EvaluationReport:
+                    se: np.ndarray | None = None, mc_samples: int | None = None,
+                    normal_labels: tuple[str, ...] = ()) -> EvaluationReport:
     """Metrics and plots for scores already computed with ``bundle`` (``se``: their
     standard errors, (N,), NaN where unknown)."""
     y = np.asarray(labels).astype(bool)
@@ -106,7 +110,8 @@ def evaluate_scores(bundle: Bundle, scores: np.ndarray, labels: np.ndarray,
         fpr_expected=_expected_fpr(bundle, int((~y).sum())),
         mc_error=None if se is None else error_at_threshold(
             scores[~y], se[~y], threshold, bundle.manifest.threshold.target_fpr,
-            mc_samples or bundle.manifest.model.mc_samples, bundle.manifest.model.noise))
+            mc_samples or bundle.manifest.model.mc_samples, bundle.manifest.model.noise),
+        normal_labels=tuple(normal_labels))
     report.out_dir.mkdir(parents=True, exist_ok=True)
     fpr, tpr = metrics.roc_curve(scores, y)
     atomic_write(report.out_dir / "roc.png",
@@ -121,9 +126,11 @@ def evaluate_scores(bundle: Bundle, scores: np.ndarray, labels: np.ndarray,
 def evaluate_path(bundle: str | os.PathLike[str], source: str | os.PathLike[str],
                   label_column: str | None = None, out_dir: str | os.PathLike[str] | None = None,
                   mc_samples: int | None = None, seed: int = 0,
-                  progress: bool = True) -> EvaluationReport:
+                  progress: bool = True,
+                  normal_labels: tuple[str, ...] = ()) -> EvaluationReport:
     """Score labelled data (a table with ``label_column``, or an image folder labelled by its
-    first-level subfolders) and evaluate."""
+    first-level subfolders) and evaluate. ``normal_labels``: the label values of normal rows
+    (``2`` in a 2/4 coded table, ``normal.`` in KDD Cup); every other value is an anomaly."""
     loaded = load_bundle(bundle)
     out = Path(out_dir) if out_dir else Path(f"evaluation-{loaded.name}")
     src = Path(source)
@@ -133,6 +140,9 @@ def evaluate_path(bundle: str | os.PathLike[str], source: str | os.PathLike[str]
                          f"subfolders ({', '.join(sorted(NORMAL_FOLDERS))} = normal)")
     if not image and not label_column:
         raise InputError("tables need --label-column naming the 0/1 anomaly label")
+    if image and normal_labels:
+        raise InputError("--normal-label is for tables; an image folder is labelled by its "
+                         f"subfolders ({', '.join(sorted(NORMAL_FOLDERS))} = normal)")
     options = ScoreOptions(mc_samples=mc_samples, seed=seed, progress=progress,
                            label_column=label_column, score_se=True)
     scores_csv = out / "scores.csv"
@@ -146,9 +156,10 @@ def evaluate_path(bundle: str | os.PathLike[str], source: str | os.PathLike[str]
         labels = np.array([folder_label(p) for p in table.column("path").to_pylist()])
     else:
         assert label_column is not None
-        labels = labels_from_column(table, label_column)
+        labels = labels_from_column(table, label_column, normal_labels)
     se = table.column("score_se").to_numpy(zero_copy_only=False).astype(np.float64)
-    return evaluate_scores(loaded, scores, labels, out, summary, se, mc_samples)
+    return evaluate_scores(loaded, scores, labels, out, summary, se, mc_samples,
+                           normal_labels)
 
 
 def _expected_fpr(bundle: Bundle, m: int) -> tuple[float, float]:
@@ -166,16 +177,29 @@ def folder_label(relpath: str) -> bool:
     return len(parts) > 1 and parts[0].lower() not in NORMAL_FOLDERS
 
 
-def labels_from_column(table: pa.Table, column: str) -> np.ndarray:
+def labels_from_column(table: pa.Table, column: str,
+                       normal_labels: tuple[str, ...] = ()) -> np.ndarray:
+    """(N,) bool, True for anomalies, from the label column of a scores table (text).
+    Values compare stripped and case-insensitive. With ``normal_labels`` a row is normal
+    when its label is one of them and anomalous otherwise; without, the label must be one of
+    :data:`NORMAL_LABELS` or :data:`ANOMALY_LABELS`. A missing label is an error either way:
+    which class it is would be a guess."""
     values = table.column(LABEL_COL).to_pylist()
-    out = np.zeros(len(values), dtype=bool)
     ids = table.column(table.column_names[0]).to_pylist()
+    normal = {v.strip().lower() for v in normal_labels}
+    out = np.zeros(len(values), dtype=bool)
     for i, value in enumerate(values):
         key = (value or "").strip().lower()
-        if key in ANOMALY_LABELS:
+        if not key:
+            raise InputError(f"label column '{column}': {table.column_names[0]} {ids[i]} has "
+                             "no label; label every row, or leave the unlabelled ones out")
+        if normal:
+            out[i] = key not in normal
+        elif key in ANOMALY_LABELS:
             out[i] = True
         elif key not in NORMAL_LABELS:
-            shown = "missing" if not key else repr(value)
-            raise InputError(f"label column '{column}' must hold only 0 (normal) and 1 "
-                             f"(anomaly); {table.column_names[0]} {ids[i]} has {shown}")
+            raise InputError(f"label column '{column}' must hold 0 (normal) and 1 (anomaly), "
+                             f"or normal/anomaly; {table.column_names[0]} {ids[i]} has "
+                             f"{value!r}: name the normal value with --normal-label (every "
+                             "other value then counts as an anomaly)")
     return out

@@ -70,7 +70,7 @@ def write_report(bundle: Bundle | str | os.PathLike[str], source: str | os.PathL
     if image:
         labels = np.array([folder_label(p) for p in table.column("path").to_pylist()])
     else:
-        labels = labels_from_column(table, LABEL_COL)
+        labels = labels_from_column(table, LABEL_COL, report.normal_labels)
     scorer = Scorer(loaded, mc_samples=mc_samples)
     order = np.argsort(-scores, kind="stable")[:max(top, 0)]
     picked = [{name: table.column(name)[int(i)].as_py() for name in table.column_names}

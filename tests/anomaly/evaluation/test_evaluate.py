@@ -55,7 +55,8 @@ def test_label_errors_are_clear(tabular_bundle: Path, tmp_path: Path) -> None:
     cols = make_tabular(50, seed=1, anomalies=5)
     cols["is_anomaly"] = np.where(cols["is_anomaly"] == 1, "yes", "no")
     pacsv.write_csv(pa.table(cols), tmp_path / "t.csv")
-    with pytest.raises(InputError, match=r"must hold only 0 .* row 0 has 'no'"):
+    with pytest.raises(InputError, match=r"must hold 0 .* row 0 has 'no': name the normal "
+                                         r"value with --normal-label"):
         evaluate_path(tabular_bundle, tmp_path / "t.csv", "is_anomaly", tmp_path / "ev",
                       progress=False)
     with pytest.raises(InputError, match="--label-column 'nope' is not a column"):
@@ -82,3 +83,35 @@ def test_image_folder_with_a_broken_file(digits_bundle: Path, tmp_path: Path) ->
                            progress=False)
     assert (report.n_normal, report.n_anomalous, report.rejected) == (15, 15, 1)
     assert report.auroc > 0.8
+
+
+@pytest.mark.parametrize(("normal", "anomalous", "flag"), [
+    ("normal", "anomaly", ()), ("Inlier", "OUTLIER", ()), ("2", "4", ("2",)),
+    ("normal.", "smurf.", ("normal.",)), ("no", "yes", ("no",)),
+])
+def test_labels_in_other_codings_give_the_same_metrics(
+        tabular_bundle: Path, tmp_path: Path, normal: str, anomalous: str,
+        flag: tuple[str, ...]) -> None:
+    """Words, and any coding once its normal value is named (every other value, such as the
+    many attack names of KDD Cup, is an anomaly), read as the 0/1 column does."""
+    cols = _labelled_csv(tmp_path / "t.csv")
+    reference = evaluate_path(tabular_bundle, tmp_path / "t.csv", "is_anomaly",
+                              tmp_path / "ev0", progress=False)
+    coded = dict(cols, is_anomaly=np.where(cols["is_anomaly"] == 1, anomalous, normal))
+    pacsv.write_csv(pa.table(coded), tmp_path / "c.csv")
+    report = evaluate_path(tabular_bundle, tmp_path / "c.csv", "is_anomaly", tmp_path / "ev",
+                           progress=False, normal_labels=flag)
+    assert (report.n_normal, report.n_anomalous) == (270, 30)
+    assert report.auroc == reference.auroc and report.auprc == reference.auprc
+    written = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert written["normal_labels"] == (list(flag) or None)
+
+
+def test_a_row_without_a_label_is_named(tabular_bundle: Path, tmp_path: Path) -> None:
+    cols = make_tabular(50, seed=1, anomalies=5)
+    labels = cols["is_anomaly"].astype(str).astype(object)
+    labels[7] = None
+    pacsv.write_csv(pa.table(dict(cols, is_anomaly=labels)), tmp_path / "t.csv")
+    with pytest.raises(InputError, match="row 7 has no label"):
+        evaluate_path(tabular_bundle, tmp_path / "t.csv", "is_anomaly", tmp_path / "ev",
+                      progress=False, normal_labels=("0",))
