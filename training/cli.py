@@ -6,6 +6,7 @@ absence is a one-line install hint."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,19 @@ def _train(args: argparse.Namespace) -> int:
     from anomaly.batch.sources import read_table, table_columns
     from training.datasets import load_image_folder
     from training.pipeline import image_config, tabular_config, train_images, train_tabular
-    from training.tabular import is_identifier, is_row_number, is_temporal, missing_filled
+    from training.tabular import (
+        is_identifier,
+        is_row_number,
+        is_temporal,
+        looks_like_label,
+        missing_filled,
+    )
 
     name = args.name or Path(args.out).name
     started = time.perf_counter()
     dates: list[str] = []
     numbering: list[str] = []
+    labels: list[str] = []
     if source.is_dir():
         images, schema = load_image_folder(source, args.image_size, args.channels,
                                            progress=not args.quiet)
@@ -62,6 +70,8 @@ def _train(args: argparse.Namespace) -> int:
                      if is_row_number(values) or is_identifier(values)]
         report = train_tabular(columns, args.out, name, config,
                                categorical=args.categorical or (), exclude=args.exclude or ())
+        labels = [c.name for c in getattr(report.manifest.input, "columns", [])
+                  if looks_like_label(c.name, columns[c.name])]
     else:
         raise InputError(f"no such file or folder: {source}")
     m = report.manifest
@@ -93,6 +103,10 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{len(filled)} column(s) have missing values in the normal rows, filled the same "
               f"way when scoring: {', '.join(filled)}")
     print(f"bundle written to {report.path}")
+    for col in labels:
+        print(f"warning: column '{col}' looks like a label (two values) and was trained on as "
+              "a feature: train on normal rows only, with --exclude "
+              f"{col}, and give it to evaluate as --label-column {col}", file=sys.stderr)
     return 0
 
 

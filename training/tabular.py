@@ -164,6 +164,22 @@ def is_identifier(arr: np.ndarray, text: TextValues | None = None) -> bool:
     return text.distinct == len(text.present) and not _numberish(text.present)
 
 
+#: Column names that mean "the answer" in anomaly and classification tables.
+LABEL_NAMES = frozenset({"label", "labels", "class", "target", "y", "outlier", "is_outlier",
+                         "anomaly", "is_anomaly", "anomalous", "ground_truth", "is_fraud"})
+
+
+def looks_like_label(name: str, arr: np.ndarray) -> bool:
+    """A feature named as a label is (``label``, ``class``, ``is_anomaly``) with two values:
+    most likely the answer, left in. Trained on normal rows only it would be constant and
+    left out; with two values the training rows hold anomalies too, and the model learns
+    that the anomalies' label is normal."""
+    if name.strip().lower() not in LABEL_NAMES:
+        return False
+    values = {category_key(v) for v in np.asarray(arr).tolist() if not is_missing(v)}
+    return len(values) == 2
+
+
 def _numberish(present: list[object]) -> bool:
     """Mostly numbers in a format no encoder reads (``1.5k``, ``5 USD``, ``1 234,5``): a
     measurement, to be refused by name, not a column to drop without a word."""

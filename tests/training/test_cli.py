@@ -344,3 +344,21 @@ def test_a_pandas_index_column_is_left_out(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "m" / "bundle.json").read_text())
     assert [c["name"] for c in manifest["input"]["columns"]] == names
     assert manifest["input"]["ignored"] == ["", "order"]
+
+
+def test_a_label_left_among_the_features_is_warned_of(tmp_path: Path) -> None:
+    """Rows with anomalies and their 0/1 label, trained on as they are: the label becomes a
+    feature, and train says which flags to use. Normal rows alone make it constant: left
+    out without a warning."""
+    mixed = make_tabular(300, seed=8, anomalies=30)
+    flags = ["--epochs", "3", "--hidden", "16", "--latent-dim", "2", "--target-fpr", "0.05",
+             "--quiet"]
+    proc = run("train", write_csv(tmp_path / "mixed.csv", mixed), "--out", tmp_path / "m",
+               *flags)
+    assert ("warning: column 'is_anomaly' looks like a label (two values) and was trained on "
+            "as a feature: train on normal rows only, with --exclude is_anomaly") in proc.stderr
+    normal = make_tabular(300, seed=8)
+    proc = run("train", write_csv(tmp_path / "normal.csv", normal), "--out", tmp_path / "n",
+               *flags)
+    assert "looks like a label" not in proc.stderr
+    assert "is_anomaly" in proc.stdout  # left out as constant
