@@ -39,6 +39,50 @@ COMPRESSION_SUFFIXES = frozenset({".gz", ".bz2", ".zst", ".lz4"})
 #: whatever its name unless it is Parquet, as training reads it.
 TABLE_SUFFIXES = frozenset({".csv", ".tsv", ".tab", ".txt", *PARQUET_SUFFIXES})
 
+#: Table formats people have their data in that are read by converting them first: suffix
+#: -> (what it is, how to convert it). Named so that the error says what to do, where the CSV
+#: parser would report an empty block or a missing column.
+_CONVERT = "pandas.DataFrame(X).to_csv('rows.csv', index=False)"
+OTHER_FORMATS: dict[str, tuple[str, str]] = {
+    **dict.fromkeys((".xlsx", ".xlsm", ".xls", ".ods"), (
+        "a spreadsheet workbook", "save the sheet as CSV (UTF-8) or Parquet")),
+    **dict.fromkeys((".json", ".jsonl", ".ndjson"), (
+        "JSON", "write it as CSV, e.g. pandas.read_json(path).to_csv('rows.csv', index=False)"
+        " (add lines=True for JSON lines)")),
+    ".mat": ("a MATLAB file", f"load it with X = scipy.io.loadmat(path)['X'], then {_CONVERT}"),
+    ".arff": ("an ARFF file", "load it with X = pandas.DataFrame(scipy.io.arff.loadarff(path)"
+              "[0]), then X.to_csv('rows.csv', index=False)"),
+    **dict.fromkeys((".npy", ".npz"), (
+        "a NumPy array file", f"load it with X = numpy.load(path) (a .npz: ['X']), then "
+        f"{_CONVERT}")),
+    **dict.fromkeys((".feather", ".arrow", ".ipc"), (
+        "an Arrow IPC file", "write it as Parquet: pyarrow.parquet.write_table("
+        "pyarrow.feather.read_table(path), 'rows.parquet')")),
+    **dict.fromkeys((".pkl", ".pickle", ".h5", ".hdf5"), (
+        "a pickle or HDF5 file", "load it with pandas and write it with to_csv or to_parquet")),
+    ".zip": ("a zip archive", "unzip it and give the CSV inside"),
+}
+#: Leading bytes of files that are not text: a zip container (xlsx, ods, npz) and OLE (xls).
+_BINARY_MAGIC = {b"PK\x03\x04": "a zip container (a spreadsheet workbook or an archive)",
+                 b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls)"}
+
+
+def check_table_format(path: Path) -> None:
+    """InputError for a file that is a table in a format read by converting it first (a
+    workbook, JSON, MATLAB, ARFF, NumPy...), named by its suffix or its first bytes."""
+    suffix = path.suffix.lower()
+    if suffix in OTHER_FORMATS:
+        what, how = OTHER_FORMATS[suffix]
+        raise InputError(f"{path} is {what}, not a CSV or Parquet file: {how}")
+    if suffix in COMPRESSION_SUFFIXES or not is_csv(path):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head in _BINARY_MAGIC:
+        raise InputError(f"{path} is {_BINARY_MAGIC[head]}, not CSV text: save the table as "
+                         "CSV (UTF-8) or Parquet")
+
+
 def read_table(path: str | os.PathLike[str]) -> pa.Table:
     """A whole CSV (with header) or Parquet file as an Arrow table; clear errors otherwise.
     A CSV's missing markers (:data:`MISSING_TOKENS`) are read as nulls, so that a numeric
@@ -48,6 +92,7 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         raise InputError(f"no such file: {p}")
     if p.stat().st_size == 0:
         raise InputError(f"{p} is empty; expected a CSV with a header row or a Parquet file")
+    check_table_format(p)
     try:
         if not is_csv(p):
             table = pq.read_table(p)
@@ -197,6 +242,7 @@ def table_column_names(path: Path) -> list[str]:
     """The column names of a CSV (header row) or Parquet file, without reading the data."""
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty; expected a CSV with a header row or a Parquet file")
+    check_table_format(path)
     try:
         if not is_csv(path):
             return list(pq.ParquetFile(path).schema_arrow.names)

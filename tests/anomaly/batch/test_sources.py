@@ -4,6 +4,7 @@ come out whole wherever a block boundary falls."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,28 @@ def test_a_headerless_csv_is_refused_for_training_with_what_to_add(tmp_path: Pat
     years = tmp_path / "years.csv"
     years.write_text("1960,1961\n1.5,2.5\n")
     assert sources.read_table(years).column_names == ["1960", "1961"]
+
+
+@pytest.mark.parametrize(("name", "content", "says"), [
+    ("rows.xlsx", b"PK\x03\x04rest", "is a spreadsheet workbook, not a CSV or Parquet file: "
+                                       "save the sheet as CSV"),
+    ("rows.json", b'[{"a": 1}]', "is JSON, not a CSV or Parquet file: write it as CSV"),
+    ("cardio.mat", b"MATLAB 5.0", "scipy.io.loadmat(path)['X']"),
+    ("x.npz", b"PK\x03\x04", "numpy.load(path)"),
+    ("data.arff", b"@relation x", "scipy.io.arff.loadarff"),
+    ("sheet.csv", b"PK\x03\x04rest", "is a zip container (a spreadsheet workbook or an "
+                                       "archive), not CSV text"),
+    ("old.csv", b"\xd0\xcf\x11\xe0rest", "is an old Excel workbook (.xls), not CSV text"),
+])
+def test_tables_in_other_formats_are_refused_with_how_to_convert(
+        tmp_path: Path, name: str, content: bytes, says: str) -> None:
+    """Where the CSV parser would report an empty block, or scoring list every column as
+    missing, both readers name the format and the conversion."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    for read in (sources.read_table, sources.table_column_names):
+        with pytest.raises(InputError, match=re.escape(says)):
+            read(path)
 
 
 def test_a_compressed_csv_reads_as_the_plain_one_in_every_reader(tmp_path: Path) -> None:
