@@ -125,6 +125,18 @@ class ScoreResult:
         return int(self.scores.shape[0])
 
 
+def _not_finite(given: np.ndarray, x: np.ndarray) -> str:
+    """Why x (B, D) float32 is not finite: NaN or inf given, or values float32 cannot hold
+    (beyond 3.4e38 once scaled, such as 1e39 in a column of unit scale)."""
+    bad = np.argwhere(~np.isfinite(x))[0]
+    where = f"row {int(bad[0])}, feature {int(bad[1])}"
+    given = np.asarray(given)
+    if given.dtype.kind == "f" and np.isfinite(given[tuple(bad)]):
+        return (f"input value too large at {where}: {float(given[tuple(bad)]):g} is beyond "
+                "the float32 range the model computes in (about 3.4e38); check the value")
+    return f"input contains NaN or infinite values (first at {where})"
+
+
 class Scorer:
     """An onnxruntime session over one bundle, plus its preprocessing and calibration."""
 
@@ -186,9 +198,16 @@ class Scorer:
             explanation = Explanation(self.graph, x.copy() if x is given else x, seed, L,
                                       method)
         # NaN or inf in x always reaches the score (every feature enters the likelihood), so
-        # the (B, D) check runs only when a score is not finite: B values instead of B * D
-        if not all_finite(score) and not all_finite(x):
-            raise InputError("input contains NaN or infinite values")
+        # the (B, D) check runs only when a score is not finite: B values instead of B * D;
+        # a finite x whose score overflows is too far out to score
+        if not all_finite(score):
+            if not all_finite(x):
+                raise InputError(_not_finite(given, x))
+            row = int(np.flatnonzero(~np.isfinite(score))[0])
+            raise InputError(f"the score of row {row} overflowed float32: its inputs reach "
+                             f"{float(np.abs(x[row]).max()):g}, far outside the standardised "
+                             "scale the model reads (rows encoded by the bundle's "
+                             "preprocessing are clipped to 1e12)")
         scores = score.astype(np.float64)
         bundle = self.bundle
         threshold = bundle.threshold

@@ -48,6 +48,13 @@ from anomaly.preprocessing.values import (
     to_float,
 )
 
+#: The most standard deviations from its training mean a numeric value is encoded as. A
+#: value further out (1e39 in a column of unit scale, a unit typed wrong) would overflow
+#: float32, or its squared error in the likelihood would, and score inf or fail its batch;
+#: clipped, it scores as the extreme, finite anomaly it is (its Gaussian term is still
+#: ~1e24 nats at the variance floor).
+MAX_STANDARD = 1e12
+
 
 @dataclass
 class Prepared:
@@ -143,10 +150,12 @@ class TabularPreprocessor:
         if not self._categorical and self._numeric_names:  # all numeric, in schema order
             standard = np.subtract(numeric, self._means)  # (n, D) float64
             np.divide(standard, self._stds, out=standard)
+            np.clip(standard, -MAX_STANDARD, MAX_STANDARD, out=standard)
             return standard.astype(np.float32)
         x = np.zeros((n, self.input_dim), dtype=np.float32)
         if self._numeric_names:
-            x[:, self._numeric_at] = (numeric - self._means) / self._stds
+            x[:, self._numeric_at] = np.clip((numeric - self._means) / self._stds,
+                                             -MAX_STANDARD, MAX_STANDARD)
         if not self._categorical:
             return x
         if isinstance(codes, list):

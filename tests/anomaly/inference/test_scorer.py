@@ -57,3 +57,33 @@ def test_row_dicts_and_columns_score_the_same(tabular_bundle: Path) -> None:
     scorer = Scorer(tabular_bundle)
     np.testing.assert_array_equal(scorer.score_rows(rows).scores,
                                   scorer.score_rows(cols).scores)
+
+
+def test_a_value_far_outside_its_column_scores_as_a_finite_extreme(
+        tabular_bundle: Path) -> None:
+    """1e39 in a column of unit scale overflowed float32 (the whole batch failed with 'NaN
+    or infinite'), 1e25 scored inf (null in the service's JSON). Encoded values are clipped
+    to MAX_STANDARD sd, so each scores finite and far above the threshold, by rows and by
+    the CSV/Arrow encoder alike; a raw x that far out is refused by name."""
+    import pyarrow as pa
+
+    from tests.conftest import make_tabular
+
+    scorer = Scorer(tabular_bundle)
+    rows = make_tabular(4, seed=2)
+    rows.pop("is_anomaly")
+    rows["f0"] = np.array([1e39, 1e300, -1e25, 0.1])
+    by_rows = scorer.score_rows(rows)
+    assert np.isfinite(by_rows.scores).all() and by_rows.is_anomaly[:3].all()
+    x, reasons = scorer.tabular.encode_arrow(pa.table(rows), from_csv=False)
+    assert reasons == [None] * 4
+    np.testing.assert_array_equal(scorer.score(x).scores, by_rows.scores)
+    far = np.zeros((1, scorer.input_dim), np.float32)
+    far[0, 0] = 1e30
+    with pytest.raises(InputError, match=r"score of row 0 overflowed float32: its inputs "
+                                         r"reach 1e\+30"):
+        scorer.score(far)
+    far[0, 0] = np.inf
+    with pytest.raises(InputError, match=r"NaN or infinite values \(first at row 0, "
+                                         r"feature 0\)"):
+        scorer.score(far)
