@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
         columns = table_columns(read_table(source))
         dates = [c for c, values in columns.items() if is_temporal(values)]
         numbering = [c for c, values in columns.items()
-                     if is_row_number(values) or is_identifier(values)]
+                     if is_row_number(values, c) or is_identifier(values)]
         report = train_tabular(columns, args.out, name, config,
                                categorical=args.categorical or (), exclude=args.exclude or ())
         labels = [c.name for c in getattr(report.manifest.input, "columns", [])

@@ -74,7 +74,7 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
         elif text is not None:
             _refuse_stray_words(name, arr, text)
         if _is_empty(arr) or (name not in categorical
-                              and (is_temporal(arr) or is_row_number(arr))):
+                              and (is_temporal(arr) or is_row_number(arr, name))):
             ignored.append(name)  # an unused field; dates and row numbers that never recur
             continue
         _check_finite(name, arr, name in categorical)
@@ -116,17 +116,35 @@ def is_temporal(arr: np.ndarray) -> bool:
 MIN_ROWS_FOR_ROW_NUMBER = 20
 
 
-def is_row_number(arr: np.ndarray) -> bool:
-    """A numeric column that numbers the rows: integers, each value once, consecutive (any
-    order, any start), as pandas' ``to_csv`` writes its index in a column with no name and
-    exports write ids. It holds nothing about what is normal, and later rows carry numbers
-    beyond the training range: left out."""
+#: Column names that say they identify the row: ``id``, ``index``, ``row_no``,
+#: ``customer_id``, ``order-id``, pandas' ``Unnamed: 0`` (any case); and camel case
+#: ``customerId``, ``CustomerID`` (as cased: ``paid`` and ``PAID`` are not ids).
+_ID_NAME = re.compile(r"id|idx|index|row|row[_ ]?(id|no|num|number)|unnamed: ?0|.*[_ .-]id",
+                      re.IGNORECASE)
+_ID_NAME_CAMEL = re.compile(r".*[a-z](Id|ID)")
+
+
+def is_id_name(name: str) -> bool:
+    """Whether a column's name says it identifies the rows."""
+    stripped = name.strip()
+    return bool(_ID_NAME.fullmatch(stripped) or _ID_NAME_CAMEL.fullmatch(stripped))
+
+
+def is_row_number(arr: np.ndarray, name: str = "") -> bool:
+    """A numeric column that numbers the rows: integers, each value once, and consecutive
+    (any order, any start), as pandas' ``to_csv`` writes its index in a column with no name
+    and exports write ids; or not consecutive under a name that says so (``id``,
+    ``customer_id``: the ids of a sample of rows, or of a shuffled split). It holds nothing
+    about what is normal, and later rows carry numbers beyond the training range: left
+    out."""
     if arr.dtype.kind not in "iuf" or arr.size < MIN_ROWS_FOR_ROW_NUMBER:
         return False
     num = arr.astype(np.float64)
     if not np.isfinite(num).all() or not np.all(num == np.round(num)):
         return False
-    return bool(num.max() - num.min() == num.size - 1 and np.unique(num).size == num.size)
+    if np.unique(num).size != num.size:
+        return False
+    return bool(num.max() - num.min() == num.size - 1) or is_id_name(name)
 
 
 #: A value that starts as a number does (a sign, a currency sign, a digit) and has digits,

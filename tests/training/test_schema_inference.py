@@ -113,6 +113,23 @@ def test_row_numbers_are_left_out() -> None:
     assert [c.name for c in infer_schema(few).columns] == ["x", "n"]
 
 
+def test_ids_of_a_sample_of_rows_are_left_out_by_their_name() -> None:
+    """The ids of a random split of a table are distinct but not consecutive: left out when
+    the name says id (and a new row's id, beyond the range, would score as anomalous); the
+    same numbers under another name, and ids that repeat, are kept."""
+    rng = np.random.default_rng(2)
+    cols = _columns()
+    sample = np.sort(rng.choice(10_000, 50, replace=False))
+    for name in ("customer_id", "CustomerID", "userId", "ID"):
+        cols[name] = sample + len(name)
+    cols["reading"] = sample * 1.0 + 0.5  # not integers: a measurement
+    cols["amount"] = sample * 3
+    cols["store_id"] = rng.integers(0, 5, 50)
+    schema = infer_schema(cols)
+    assert schema.ignored[-4:] == ["customer_id", "CustomerID", "userId", "ID"]
+    assert {"reading", "amount", "store_id"} <= {c.name for c in schema.columns}
+
+
 def test_text_of_numbers_with_markers_or_formats_is_a_numeric_column() -> None:
     """Columns a CSV reader leaves as text because of a marker it does not know (``?``, a
     blank, ``-``) or a format it does not read (``$1,234.50``, ``12.5%``): numeric, with a
