@@ -39,8 +39,9 @@ class TrainConfig:
     var_floor: float = field(default=1e-3, metadata=_flag(
         "minimum decoder variance (Gaussian)"))
     epochs: int = field(default=200, metadata=_flag(
-        "maximum epochs under early stopping; under cross-fitting (small tables) every model "
-        "trains this many epochs, or more to reach 800 optimiser steps"))
+        "maximum epochs under early stopping (an epoch: one pass over the rows, or 65,536 "
+        "rows of a larger table); under cross-fitting (small tables) every model trains "
+        "this many epochs, or more to reach 800 optimiser steps"))
     batch_size: int = field(default=128, metadata=_flag("minibatch size"))
     lr: float = field(default=1e-3, metadata=_flag("Adam learning rate"))
     weight_decay: float = field(default=0.0, metadata=_flag("Adam weight decay"))

@@ -78,3 +78,35 @@ def test_validation_median_is_the_median_row_elbo() -> None:
                              (model.elbo(x[i:i + 64], eps[i:i + 64]) for i in range(0, 300, 64))])
     assert val.median_elbo == pytest.approx(float(per_row.median()), rel=1e-6)
     assert val.elbo == pytest.approx(float(per_row.mean()), rel=1e-5)
+
+
+def test_an_epoch_of_a_large_table_is_a_fixed_number_of_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above EPOCH_ROWS fitting rows an epoch is that many rows of one continuing shuffle:
+    every row once per pass, the passes reshuffled, and epochs of the same length; a table
+    at or under it draws exactly as one ``randperm`` per epoch does."""
+    import torch
+
+    gen = torch.Generator().manual_seed(5)
+    batches = trainer._batches(1000, 128, gen, torch.device("cpu"))
+    first = torch.cat([next(batches) for _ in range(8)])
+    second = torch.cat([next(batches) for _ in range(8)])
+    assert torch.equal(first, torch.randperm(1000, generator=torch.Generator().manual_seed(5)))
+    assert sorted(second.tolist()) == list(range(1000)) and not torch.equal(first, second)
+
+    steps: list[int] = []
+    real_elbo = trainer.VAE.elbo
+
+    def counted(self: Any, x: Any, eps: Any) -> Any:
+        if self.training:
+            steps.append(x.shape[0])
+        return real_elbo(self, x, eps)
+
+    monkeypatch.setattr(trainer.VAE, "elbo", counted)
+    monkeypatch.setattr(trainer, "EPOCH_ROWS", 500)
+    cols = make_tabular(3000, seed=3)
+    cols.pop("is_anomaly")
+    fit = train_tabular(cols, tmp_path / "b", "b", tabular_config(
+        epochs=3, patience=10, kl_warmup_epochs=1, batch_size=100, progress=False)).fit
+    assert fit.epochs_run == 3 and len(fit.history) == 3
+    assert steps == [100] * 15  # 5 steps of 100 rows per epoch, not a pass over 2,100 rows

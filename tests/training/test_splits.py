@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from anomaly.calibration.threshold import expected_fpr, threshold_rank
-from training.splits import calibration_size, plan_splits
+from training.splits import MAX_VAL_ROWS, calibration_size, plan_splits
 
 
 @pytest.mark.parametrize(("n_cal", "alpha", "size"), [
@@ -51,3 +51,10 @@ def test_too_few_rows_for_a_holdout_are_cross_fitted() -> None:
     assert plan.method == "cross_fit" and len(plan.folds) == 5
     out = np.sort(np.concatenate([o for _, o in plan.folds]))
     np.testing.assert_array_equal(out, np.arange(123))
+
+
+def test_early_stopping_rows_are_capped_and_the_rest_fitted() -> None:
+    plan = plan_splits(1_000_000, 0.2, 0.01, seed=0)
+    assert plan.val.size == MAX_VAL_ROWS
+    assert plan.train.size + plan.val.size + plan.cal.size == 1_000_000
+    assert plan_splits(100_000, 0.2, 0.01, seed=0).val.size == 10_000
