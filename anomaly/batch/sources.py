@@ -114,10 +114,12 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         raise InputError(f"cannot read {p}: {exc}") from exc
     if table.num_rows == 0:
         raise InputError(f"{p} has a header but no rows")
-    if is_csv(p) and header_is_data(table.column_names):
-        raise InputError(f"the first line of {p} is data, not a header: every column name "
-                         f"is a number ({', '.join(table.column_names[:3])}, ...); add a "
-                         "header row that names the columns")
+    numeric = [f.name for f in table.schema if pa.types.is_integer(f.type)
+               or pa.types.is_floating(f.type)]
+    if is_csv(p) and header_is_data(table.column_names, numeric=numeric):
+        raise InputError(f"the first line of {p} is data, not a header: its columns are "
+                         f"named by numbers ({', '.join(table.column_names[:3])}, ...); add "
+                         "a header row that names the columns")
     check_unique_names(table.column_names, table.column_names, str(p))
     return table
 
@@ -126,21 +128,33 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
 _NUMBER_NAME = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?")
 
 
-def header_is_data(names: list[str], expected: Collection[str] = ()) -> bool:
+def header_is_data(names: list[str], expected: Collection[str] = (),
+                   numeric: Collection[str] | None = None) -> bool:
     """Whether a CSV's first line is a row of data rather than names, as ``np.savetxt`` and
     ``df.to_csv(header=False)`` write files: every name is a number, and they do not
     increase as a header of years, numbered sensors or wavelengths does (``1960,1961``,
     ``0,1,2``, ``400.5,401.0``). Read as a header, the first row would be lost and the
     others scored against columns named by its values. Given the names a model
     ``expected``, a line with none of them and numbers for at least half its names is data
-    too (a row with text fields in it)."""
+    too (a row with text fields in it); so is one whose ``numeric`` columns (two or more, the
+    columns read as numbers below it) are all headed by numbers that do not increase, as a
+    data row with text fields is (``0.5,1.2,red``), where a header names the numbers."""
+    def numbers_of(texts: list[str]) -> list[float]:
+        return [float(n.replace(",", ".")) for n in texts if _NUMBER_NAME.fullmatch(n)]
+
+    def falls(numbers: list[float]) -> bool:
+        return any(a >= b for a, b in itertools.pairwise(numbers))
+
     stripped = [n.strip() for n in names]
-    numbers = [float(n.replace(",", ".")) for n in stripped if _NUMBER_NAME.fullmatch(n)]
+    numbers = numbers_of(stripped)
     if expected and not set(expected) & set(names) and 2 * len(numbers) >= len(names):
         return True
+    over_numbers = [n.strip() for n in names if numeric is not None and n in numeric]
+    if len(over_numbers) >= 2 and len(numbers_of(over_numbers)) == len(over_numbers):
+        return falls(numbers_of(over_numbers))
     if not stripped or len(numbers) < len(stripped):
         return False
-    return any(a >= b for a, b in itertools.pairwise(numbers))
+    return falls(numbers)
 
 
 def check_unique_names(names: list[str], used: Collection[str], where: str) -> None:

@@ -101,6 +101,8 @@ def _bad_cases(root: Path, bundle: Path) -> list[tuple[str, list[str | Path], st
                                      "--quiet"], "(columns 2, 9); give every column", 2),
         ("no header row", ["score", bundle, root / "nohead.csv", *out],
          "nohead.csv (its first line is data, not a header: add the header row)", 2),
+        ("train without a header row", ["train", root / "nohead.csv", "--out", root / "t3",
+                                        "--quiet"], "is data, not a header", 2),
         ("no such input", ["score", bundle, root / "nope.csv", *out], "no such file", 2),
         ("newer bundle", ["score", newer, write_csv(root / "g.csv", good), *out],
          "newer than this library", 3),

@@ -179,6 +179,10 @@ def test_a_first_line_with_text_fields_is_data_when_no_model_column_is_in_it() -
     assert sources.header_is_data(["0.5", "1.5", "red"], expected=["a", "b", "color"])
     assert not sources.header_is_data(["0.5", "1.5", "red"])
     assert not sources.header_is_data(["x", "y", "1.5"], expected=["a", "b", "color"])
+    # training knows which columns hold numbers: their names are numbers, in a data row
+    assert sources.header_is_data(["0.5", "-1.5", "red"], numeric=["0.5", "-1.5"])
+    assert not sources.header_is_data(["region", "1960", "1961"], numeric=["1960", "1961"])
+    assert not sources.header_is_data(["0.5", "x", "red"], numeric=["0.5", "x"])
 
 
 def test_a_headerless_csv_is_refused_for_training_with_what_to_add(tmp_path: Path) -> None:
