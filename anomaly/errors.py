@@ -7,6 +7,8 @@ in one table (``service/errors.py``), so nothing here knows about HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 
 class AnomalyError(Exception):
     """Base of every error this product raises on purpose."""
@@ -55,3 +57,20 @@ def listed(names: list[str], limit: int = 10) -> str:
     if len(names) <= limit:
         return repr(list(names))
     return f"{list(names[:limit])!r} and {len(names) - limit:,} more"
+
+
+def near_names(missing: list[str], present: Collection[str], limit: int = 3) -> str:
+    """A message's hint for columns that are missing only by spaces or case (``' b'`` in a
+    header written ``a, b``, ``Age`` for ``age``): names must match exactly, and such a near
+    miss is hard to see in a list. Empty when there is none."""
+    by_key: dict[str, str] = {}
+    for name in present:
+        by_key.setdefault(name.strip().casefold(), name)
+    pairs = [(m, by_key[m.strip().casefold()]) for m in missing
+             if m.strip().casefold() in by_key and by_key[m.strip().casefold()] != m]
+    if not pairs:
+        return ""
+    shown = ", ".join(f"{have!r} for {want!r}" for want, have in pairs[:limit])
+    more = f" and {len(pairs) - limit} more" if len(pairs) > limit else ""
+    return (f" (there is {shown}{more}: names must match exactly, spaces and case "
+            "included; rename the columns or retrain)")

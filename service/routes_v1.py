@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from anomaly.errors import InputError, PayloadTooLargeError, listed
+from anomaly.errors import InputError, PayloadTooLargeError, listed, near_names
 from anomaly.inference import ScoreResult
 from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor, rejected_rows_error
 from service.batching import Admission
@@ -251,8 +251,9 @@ def _json_rows(body: bytes, limit: int) -> list[Any]:
 
 def _check_unknown(prep: TabularPreprocessor, unknown: list[str]) -> None:
     if unknown:
-        raise InputError(f"unknown column(s) {listed(unknown)}: the model's columns are "
-                         f"{listed(prep.column_names)}; fix the names, or add "
+        near = near_names([c for c in prep.column_names if c not in unknown], unknown)
+        raise InputError(f"unknown column(s) {listed(unknown)}{near}: the model's columns "
+                         f"are {listed(prep.column_names)}; fix the names, or add "
                          "?ignore_unknown_columns=true to drop them")
 
 
@@ -288,8 +289,8 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
         raise InputError("the CSV body has a header but no rows")
     missing = [c for c in prep.column_names if c not in names]
     if missing:
-        raise InputError(f"missing column(s) {listed(missing)}; the model expects "
-                         f"{listed(prep.column_names)}")
+        raise InputError(f"missing column(s) {listed(missing)}{near_names(missing, names)}; "
+                         f"the model expects {listed(prep.column_names)}")
     check_unique_names(names, prep.column_names, "the CSV header")
     if table.num_rows > limit:
         raise PayloadTooLargeError(f"{table.num_rows} rows in one request; the limit is "

@@ -28,7 +28,7 @@ from anomaly.batch.sources import (
     iter_table_chunks,
     table_column_names,
 )
-from anomaly.errors import InputError, listed
+from anomaly.errors import InputError, listed, near_names
 from anomaly.inference import Scorer
 
 
@@ -121,7 +121,7 @@ def make_plan(scorer: Scorer, source: str | os.PathLike[str], options: ScoreOpti
         missing = [c for c in needed if c not in names]
         if missing:
             hint = (" (its first line is data, not a header: add the header row)"
-                    if header_is_data(names, needed) else "")
+                    if header_is_data(names, needed) else near_names(missing, names))
             raise InputError(f"missing column(s) {listed(missing)} in {path}{hint}; the "
                              f"model expects {listed(needed)}")
         for flag, col in (("--id-column", id_col), ("--label-column", label_col)):

@@ -37,7 +37,7 @@ from anomaly.bundle.schema import (
     NumericColumn,
     TabularInput,
 )
-from anomaly.errors import InputError, listed
+from anomaly.errors import InputError, listed, near_names
 from anomaly.preprocessing.values import (
     all_finite,
     category_key,
@@ -187,7 +187,8 @@ class TabularPreprocessor:
         raises on the first bad row; otherwise bad rows are left out and reported."""
         missing = [name for name in self.column_names if name not in columns]
         if missing:
-            raise InputError(f"missing column(s) {listed(missing)}; the model expects "
+            raise InputError(f"missing column(s) {listed(missing)}"
+                             f"{near_names(missing, list(columns))}; the model expects "
                              f"{listed(self.column_names)}")
         n = len(columns[self.column_names[0]])
         numeric = np.empty((n, len(self._numeric_names)), dtype=np.float64)

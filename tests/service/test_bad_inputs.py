@@ -125,6 +125,11 @@ def cases(b: TrainedBundles) -> list[Case]:
              "first line is data, not a header (every name is a number): send the header",
              content=(",".join(map(str, row.values())) + "\n").encode() * 2,
              content_type="text/csv"),
+        Case("csv with a name that differs by a space", "POST", CANCER, 422,
+             "there is 'mean_radius ' for 'mean_radius': names must match exactly",
+             content=(",".join(["mean_radius ", *list(row)[1:]]) + "\n"
+                      + ",".join(map(str, row.values())) + "\n").encode(),
+             content_type="text/csv"),
         Case("csv ragged", "POST", CANCER, 422, "cannot parse the csv",
              content=b"a,b\n1,2,3\n", content_type="text/csv"),
         Case("csv with a model column twice", "POST", CANCER, 422,
