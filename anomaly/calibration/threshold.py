@@ -210,7 +210,8 @@ def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> F1Threshold:
     last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # flag the top k, k at tie ends
     precision = tp[last] / (tp[last] + fp[last])
     recall = tp[last] / y.sum()
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
     best = int(np.argmax(f1))
     k = last[best]
     t = float((s[k] + s[k + 1]) / 2) if k + 1 < s.size else float(s[k] - 1e-12)

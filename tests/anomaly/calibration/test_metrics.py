@@ -47,3 +47,12 @@ def test_f1_optimal_threshold_is_best(scored: tuple[np.ndarray, np.ndarray]) -> 
 def test_single_class_is_rejected() -> None:
     with pytest.raises(ValueError, match="both normal"):
         metrics.auroc(np.arange(3.0), np.zeros(3))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_f1_optimal_threshold_where_the_top_scores_are_normal() -> None:
+    """The highest scores normal: precision and recall 0 there, F1 0, without a 0/0
+    warning on the user's console (``anomaly evaluate`` printed one)."""
+    best = f1_optimal_threshold(np.array([3.0, 2.0, 1.0, 0.0]),
+                                np.array([False, False, False, True]))
+    assert (best.f1, best.precision, best.recall) == (0.4, 0.25, 1.0)
