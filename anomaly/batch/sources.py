@@ -176,6 +176,8 @@ def table_columns(table: pa.Table) -> dict[str, np.ndarray]:
     """Arrow table -> {column: numpy array}; numeric nulls become NaN, string nulls None."""
     out: dict[str, np.ndarray] = {}
     for name, col in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_decimal(col.type) or pa.types.is_float16(col.type):
+            col = col.cast(pa.float64())  # Decimal objects and float16 are numbers too
         arr: Any = col.to_numpy(zero_copy_only=False)
         if pa.types.is_integer(col.type) and col.null_count:
             arr = arr.astype(np.float64)

@@ -384,6 +384,8 @@ def _numeric_values(arr: pa.Array) -> np.ndarray:
     if arr.null_count == 0:
         if pa.types.is_floating(t) or pa.types.is_integer(t):
             return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        if pa.types.is_decimal(t):  # money from a database or Spark: as training read it
+            return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
         if pa.types.is_binary(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
             try:
                 return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)

@@ -267,3 +267,30 @@ def test_a_windows_encoded_csv_reads_as_its_utf8_twin(tmp_path: Path, encoding: 
     assert dialect.to_utf8(other.read_bytes()) == utf8.read_bytes()
     with pytest.raises(InputError, match="header is not UTF-8"):
         csv_header_names("größe,a\n1,2\n".encode("cp1252"))
+
+
+def test_decimal_and_float16_parquet_columns_are_numbers(tabular_bundle: Path) -> None:
+    """Money columns from a database or Spark arrive as decimal128: training read them as
+    Python Decimals and refused them as 'numbers in a format not read'; scoring took the
+    slow per-value path. Both now read them as float64, as float16 columns."""
+    import decimal
+
+    from anomaly.inference import Scorer
+    from tests.conftest import make_tabular
+
+    values = [decimal.Decimal("106.37"), decimal.Decimal("-5.10"), None]
+    table = pa.table({"amt": pa.array(values, pa.decimal128(10, 2)),
+                      "half": pa.array(np.array([0.5, 1.5, 2.5], np.float16))})
+    cols = sources.table_columns(table)
+    np.testing.assert_allclose(cols["amt"], [106.37, -5.10, np.nan], rtol=1e-15)
+    assert cols["amt"].dtype == cols["half"].dtype == np.float64
+
+    rows = make_tabular(20, seed=5)
+    rows.pop("is_anomaly")
+    prep = Scorer(tabular_bundle).tabular
+    plain, _ = prep.encode_arrow(pa.table(rows), from_csv=False)
+    money = pa.table(dict(rows, f0=pa.array([decimal.Decimal(f"{v:.6f}") for v in rows["f0"]],
+                                            pa.decimal128(18, 6))))
+    x, reasons = prep.encode_arrow(money, from_csv=False)
+    assert reasons == [None] * 20
+    np.testing.assert_allclose(x, plain, atol=1e-5)
