@@ -106,10 +106,27 @@ def is_temporal(arr: np.ndarray) -> bool:
     in them (the hour, the weekday, an age) is a column the user can derive."""
     if arr.dtype.kind in "Mm":
         return True
-    if arr.dtype.kind != "O":
+    if arr.dtype.kind not in "OU":
         return False
-    first = next((v for v in arr.tolist() if not is_missing(v)), None)
-    return isinstance(first, datetime.date | datetime.time | datetime.timedelta)
+    present = [v for v in arr.tolist() if not is_missing(v)]
+    if present and isinstance(present[0], datetime.date | datetime.time | datetime.timedelta):
+        return True
+    # dates as text in a format a CSV reader does not type (12/31/2020, 31.12.2020 10:00,
+    # 5 Mar 2021): each day a new category, so every later row an unknown one
+    texts = [v for v in present if isinstance(v, str)]
+    return (len(texts) >= MIN_ROWS_FOR_ROW_NUMBER and len(texts) == len(present)
+            and sum(_TEXT_DATE.fullmatch(v.strip()) is not None for v in texts)
+            >= MOSTLY_NUMBERS * len(texts))
+
+
+_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_CLOCK = r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*([ap]\.?m\.?)?\s*(z|[+-]\d{2}:?\d{2}|utc)?)?"
+#: A date (and optional time) as exports write it: 12/31/2020, 31.12.20, 2020/12/31,
+#: 2020-12-31 10:00, 5 Mar 2021, March 5, 2021, 31-Dec-2020; or a time of day alone.
+_TEXT_DATE = re.compile(
+    rf"(\d{{1,2}}[/.-]\d{{1,2}}[/.-]\d{{2,4}}|\d{{4}}[/.-]\d{{1,2}}[/.-]\d{{1,2}}"
+    rf"|\d{{1,2}}[ -]{_MONTH}[ ,-]*\d{{2,4}}|{_MONTH} \d{{1,2}},? \d{{4}}){_CLOCK}"
+    r"|\d{1,2}:\d{2}(:\d{2})?\s*([ap]\.?m\.?)?", re.IGNORECASE)
 
 
 #: Fewer rows than this and distinct consecutive integers may be a measurement by chance.
@@ -201,7 +218,19 @@ def looks_like_label(name: str, arr: np.ndarray) -> bool:
 def _numberish(present: list[object]) -> bool:
     """Mostly numbers in a format no encoder reads (``1.5k``, ``5 USD``, ``1 234,5``): a
     measurement, to be refused by name, not a column to drop without a word."""
-    return sum(_NUMBER_LIKE.fullmatch(str(v)) is not None for v in present) >= len(present) / 2
+    return sum(_number_like(str(v)) for v in present) >= len(present) / 2
+
+
+#: Dotted values that are not numbers: addresses and versions (10.0.0.1, 1.2.3), told apart
+#: from points between thousands (1.234.567) by their groups.
+_DOTTED = re.compile(r"\s*\d+(\.\d+){2,}\s*")
+_POINT_GROUPED = re.compile(r"\s*\d{1,3}(\.\d{3})+(,\d*)?\s*")
+
+
+def _number_like(text: str) -> bool:
+    if _DOTTED.fullmatch(text) and not _POINT_GROUPED.fullmatch(text):
+        return False
+    return _NUMBER_LIKE.fullmatch(text) is not None
 
 
 def _refuse_unread_numbers(name: str, text: TextValues | None) -> None:

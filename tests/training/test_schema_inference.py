@@ -97,6 +97,25 @@ def test_date_and_time_columns_are_left_out() -> None:
     assert "day" in [c.name for c in forced.columns]
 
 
+def test_dates_written_as_text_are_left_out() -> None:
+    """Dates in formats a CSV reader leaves as text (US, European, with month names, with a
+    clock) are dates too: as categories, each day a level no later row has. Text that only
+    looks dotted or dashed (versions, addresses, codes) is kept."""
+    import datetime
+
+    days = [datetime.date(2024, 1, 1) + datetime.timedelta(days=i // 2) for i in range(50)]
+    cols = _columns()
+    cols["us"] = np.array([d.strftime("%m/%d/%Y") for d in days], dtype=object)
+    cols["eu"] = np.array([d.strftime("%d.%m.%Y 10:%M") for d in days], dtype=object)
+    cols["named"] = np.array([d.strftime("%d %b %Y") for d in days], dtype=object)
+    cols["clock"] = np.array([f"{i % 12 + 1}:{i % 60:02d} PM" for i in range(50)], dtype=object)
+    cols["version"] = np.array([f"1.{i % 4}.{i % 3}" for i in range(50)], dtype=object)
+    cols["ip"] = np.array([f"10.0.{i % 5}.{i % 7}" for i in range(50)], dtype=object)
+    schema = infer_schema(cols)
+    assert schema.ignored[-4:] == ["us", "eu", "named", "clock"]
+    assert {"version", "ip"} <= {c.name for c in schema.columns}
+
+
 def test_row_numbers_are_left_out() -> None:
     """A pandas index written by ``to_csv`` (0..n-1) or an id in shuffled order (distinct,
     consecutive integers) numbers the rows: left out. Integers that repeat or skip, too few
@@ -208,3 +227,15 @@ def test_text_identifiers_are_left_out_at_any_size() -> None:
         with pytest.raises(InputError, match=r"column 'w' holds values such as \[.* that "
                                              r"look like numbers in a format not read"):
             infer_schema({"x": x, "w": np.array(unread, dtype=object)})
+
+
+def test_addresses_and_versions_are_text_not_unread_numbers() -> None:
+    """10.0.3.7 and 1.2.3 are not numbers in an unread format (that refusal is for 1.5k or
+    5 USD): a column of distinct addresses is an identifier, left out; one that repeats a
+    few dozen of them is a category."""
+    cols = _columns()
+    cols["host"] = np.array([f"10.0.{i // 7}.{i}" for i in range(50)], dtype=object)
+    cols["server"] = np.array([f"10.1.{i % 5}.{i % 7}" for i in range(50)], dtype=object)
+    schema = infer_schema(cols)
+    assert "host" in schema.ignored
+    assert [c.type for c in schema.columns if c.name == "server"] == ["categorical"]
