@@ -67,20 +67,45 @@ _BINARY_MAGIC = {b"PK\x03\x04": "a zip container (a spreadsheet workbook or an a
                  b"\xd0\xcf\x11\xe0": "an old Excel workbook (.xls)"}
 
 
+#: Excel's first line naming the separator of a "CSV" it writes or reads (``sep=;``).
+_SEP_HINT = re.compile(rb"sep=.?", re.IGNORECASE)
+
+
 def check_table_format(path: Path) -> None:
     """InputError for a file that is a table in a format read by converting it first (a
-    workbook, JSON, MATLAB, ARFF, NumPy...), named by its suffix or its first bytes."""
+    workbook, JSON, MATLAB, ARFF, NumPy...), named by its suffix or its first bytes, and for
+    a CSV whose first line is not its header (Excel's ``sep=;`` hint, ``#`` comments)."""
     suffix = path.suffix.lower()
     if suffix in OTHER_FORMATS:
         what, how = OTHER_FORMATS[suffix]
         raise InputError(f"{path} is {what}, not a CSV or Parquet file: {how}")
-    if suffix in COMPRESSION_SUFFIXES or not is_csv(path):
+    if not is_csv(path):
         return
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head in _BINARY_MAGIC:
-        raise InputError(f"{path} is {_BINARY_MAGIC[head]}, not CSV text: save the table as "
-                         "CSV (UTF-8) or Parquet")
+    if suffix not in COMPRESSION_SUFFIXES:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head in _BINARY_MAGIC:
+            raise InputError(f"{path} is {_BINARY_MAGIC[head]}, not CSV text: save the table "
+                             "as CSV (UTF-8) or Parquet")
+    try:
+        with open_csv(path) as fh:
+            head = fh.read(1 << 14)
+    except OSError as exc:  # a truncated or corrupt compressed file
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    lines = [line.strip() for line in head.lstrip(b"\xef\xbb\xbf").split(b"\n", 64)[:64]]
+    first = lines[0]
+    second = next((line for line in lines[1:] if not line.startswith(b"#")), b"")
+    if _SEP_HINT.fullmatch(first):
+        raise InputError(f"the first line of {path} is Excel's separator hint "
+                         f"({first.decode('ascii', 'replace')}): delete that line, the "
+                         "separator is read from the header")
+    # a comment, not a header such as "#CHROM\tPOS": its fields do not line up with the
+    # first line that is not one
+    sep = max(b",;\t|", key=second.count)
+    if first.startswith(b"#") and first.count(sep) != second.count(sep):
+        shown = first[:40].decode("utf-8", "replace")
+        raise InputError(f"{path} starts with a comment line ({shown}): delete the lines "
+                         "before the header row")
 
 
 def read_table(path: str | os.PathLike[str]) -> pa.Table:

@@ -208,6 +208,10 @@ def test_a_headerless_csv_is_refused_for_training_with_what_to_add(tmp_path: Pat
     ("sheet.csv", b"PK\x03\x04rest", "is a zip container (a spreadsheet workbook or an "
                                        "archive), not CSV text"),
     ("old.csv", b"\xd0\xcf\x11\xe0rest", "is an old Excel workbook (.xls), not CSV text"),
+    ("excel.csv", b"\xef\xbb\xbfsep=;\r\na;b\r\n1;2\r\n",
+     "the first line of {path} is Excel's separator hint (sep=;): delete that line"),
+    ("notes.csv", b"# exported 2026-01-01\n# units: mm\na,b\n1,2\n",
+     "{path} starts with a comment line (# exported 2026-01-01): delete the lines before"),
 ])
 def test_tables_in_other_formats_are_refused_with_how_to_convert(
         tmp_path: Path, name: str, content: bytes, says: str) -> None:
@@ -216,8 +220,16 @@ def test_tables_in_other_formats_are_refused_with_how_to_convert(
     path = tmp_path / name
     path.write_bytes(content)
     for read in (sources.read_table, sources.table_column_names):
-        with pytest.raises(InputError, match=re.escape(says)):
+        with pytest.raises(InputError, match=re.escape(says.format(path=path))):
             read(path)
+
+
+def test_a_header_that_starts_with_a_hash_is_a_header(tmp_path: Path) -> None:
+    """'#CHROM<tab>POS' (bioinformatics exports) lines up with the rows: not a comment."""
+    path = tmp_path / "calls.tsv"
+    path.write_bytes(b"#chrom\tpos\n1\t100\n2\t200\n")
+    assert sources.table_column_names(path) == ["#chrom", "pos"]
+    assert sources.read_table(path).num_rows == 2
 
 
 def test_a_compressed_csv_reads_as_the_plain_one_in_every_reader(tmp_path: Path) -> None:
