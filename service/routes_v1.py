@@ -265,6 +265,7 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
 
     from anomaly.batch.sources import (
         check_unique_names,
+        cr_only,
         csv_header_names,
         header_is_data,
         read_csv_text,
@@ -274,6 +275,8 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
     if not body.strip():
         raise InputError("the CSV body is empty; send a header row and at least one row")
     body = to_utf8(body)  # an Excel export in cp1252 reads as its file does in batch scoring
+    if cr_only(body[:1 << 16]):
+        body = body.replace(b"\r", b"\n")
     try:
         names = csv_header_names(body)
         table = read_csv_text(body, [c for c in prep.column_names if c in names])

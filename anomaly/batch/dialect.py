@@ -5,6 +5,7 @@ means the same whichever way it comes in."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import re
 from typing import Any
@@ -46,7 +47,11 @@ def sniff_encoding(head: bytes) -> str:
 
     Read as UTF-8, such a file fails on its first ``ö`` in the header (no column names at
     all) or makes every row with one a bad row; both single-byte encodings decode any
-    block on its own, so a file can be transcoded as it streams."""
+    block on its own, so a file can be transcoded as it streams. ``utf-16`` when the head
+    starts with its byte-order mark (Excel's "Unicode Text", Windows PowerShell's
+    ``Out-File``)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
     try:
         head.decode("utf-8")
         return "utf-8"
@@ -62,11 +67,14 @@ def sniff_encoding(head: bytes) -> str:
         return "latin-1"
 
 
-def to_utf8(data: bytes, encoding: str | None = None) -> bytes:
+def to_utf8(data: bytes, encoding: str | None = None, head: bool = False) -> bytes:
     """CSV bytes as UTF-8, transcoded from ``encoding`` (default: sniffed from the first
-    64 KiB) when that is another one."""
+    64 KiB) when that is another one. ``head``: the bytes are a file's first block, whose
+    last character may be cut (left out)."""
     encoding = encoding or sniff_encoding(data[:1 << 16])
-    return data if encoding == "utf-8" else data.decode(encoding).encode("utf-8")
+    if encoding == "utf-8":
+        return data
+    return codecs.getincrementaldecoder(encoding)().decode(data, final=not head).encode()
 
 
 _COMMA_NUMBER = re.compile(rb"[+-]?(?:\d+|\d{1,3}(?:\.\d{3})+),\d+(?:[eE][+-]?\d+)?")
@@ -127,6 +135,14 @@ def _decimal_points(col: pa.ChunkedArray) -> pa.ChunkedArray:
 def csv_parse_options(header: bytes, **kwargs: Any) -> pacsv.ParseOptions:
     """Arrow parse options for a CSV whose header record is ``header`` (its delimiter sniffed)."""
     return pacsv.ParseOptions(delimiter=sniff_delimiter(header), **kwargs)
+
+
+def cr_only(head: bytes) -> bool:
+    """Whether a CSV ends its lines with a carriage return alone (classic Mac OS, some Excel
+    for Mac exports): no line feed in its head, and a CR. Arrow's reader takes such lines,
+    the record splitting of streamed blocks (:func:`record_end`) looks for LF: such bytes
+    are read with every CR as an LF."""
+    return b"\n" not in head and b"\r" in head
 
 
 def record_end(buf: bytes, first: bool) -> int:

@@ -3,6 +3,7 @@ record numbered and malformed lines kept as rejects) and image folders."""
 
 from __future__ import annotations
 
+import codecs
 import glob
 import itertools
 import os
@@ -18,6 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from anomaly.batch.dialect import (
+    cr_only,
     csv_parse_options,
     decimal_points,
     numbers_where_all,
@@ -125,7 +127,7 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
             with open_csv(p) as fh:
                 head = fh.read(1 << 16)
             encoding = sniff_encoding(head)
-            head = to_utf8(head, encoding)
+            head = to_utf8(head, encoding, head=True)
             decimal = sniff_decimal(head)
             convert = pacsv.ConvertOptions(strings_can_be_null=True,
                                            null_values=["", *sorted(MISSING_TOKENS)],
@@ -364,17 +366,28 @@ def _csv_blocks(path: Path) -> Iterator[tuple[bytes, bytes]]:
         raise InputError(f"cannot read {path}: {exc}") from exc
     with fh:
         buf, eof = b"", False
-        encoding = ""  # the file's, sniffed from its first block; blocks become UTF-8
+        # the file's encoding, sniffed from its first block; blocks become UTF-8 through
+        # one incremental decoder, so a character (or UTF-16's byte pair) cut by a block
+        # boundary and the byte-order mark are decoded as in one piece
+        decoder: codecs.IncrementalDecoder | None = None
+        utf8 = cr = False
 
         def fill() -> None:
-            nonlocal buf, eof, encoding
+            nonlocal buf, eof, decoder, utf8, cr
             try:
                 more = fh.read(CSV_BLOCK_BYTES)
             except (pa.ArrowInvalid, OSError) as exc:  # a damaged compressed stream
                 raise InputError(f"cannot read {path}: {exc}") from exc
+            first = decoder is None and not utf8
             eof = not more
-            encoding = encoding or sniff_encoding(more[:1 << 16])
-            buf += to_utf8(more, encoding)
+            if first:
+                encoding = sniff_encoding(more[:1 << 16])
+                utf8 = encoding == "utf-8"
+                decoder = None if utf8 else codecs.getincrementaldecoder(encoding)()
+            more = more if decoder is None else decoder.decode(more, final=eof).encode()
+            if first:
+                cr = cr_only(more[:1 << 16])
+            buf += more.replace(b"\r", b"\n") if cr else more
 
         fill()
         header_end = record_end(buf, first=True)

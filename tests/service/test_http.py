@@ -83,21 +83,24 @@ def test_a_locale_csv_body_scores_as_the_plain_one(server: Server,
 def test_a_cp1252_csv_body_scores_as_the_utf8_one(server: Server,
                                                   bundles: TrainedBundles) -> None:
     """A body as Excel saves "CSV" in Western Europe (cp1252: ``größe`` in the header, an
-    extra column dropped with ``ignore_unknown_columns``) scores as the UTF-8 body, and the
-    column is named rightly when it is refused."""
+    extra column dropped with ``ignore_unknown_columns``), a UTF-16 one and one with CR line
+    ends score as the UTF-8 body, and the column is named rightly when it is refused."""
     rows = bundles.cancer_rows[140:145]
     names = list(rows[0])
     text = "\n".join([",".join([*names, "größe"])] + [
         ",".join([*(repr(r[n]) for n in names), "groß"]) for r in rows]) + "\n"
     with server.client(headers=AUTH) as c:
         got = [c.post("/v1/models/cancer/score?ignore_unknown_columns=true",
-                      content=text.encode(enc), headers={"Content-Type": "text/csv"})
-               for enc in ("utf-8", "cp1252")]
+                      content=body, headers={"Content-Type": "text/csv"})
+               for body in (text.encode("utf-8"), text.encode("cp1252"),
+                            text.encode("utf-16"),  # Excel's "Unicode Text"
+                            text.replace("\n", "\r").encode())]  # classic Mac line ends
         strict = c.post("/v1/models/cancer/score", content=text.encode("cp1252"),
                         headers={"Content-Type": "text/csv"})
-    assert got[0].status_code == got[1].status_code == 200, got[1].text
-    assert [x["score"] for x in got[1].json()["results"]] == \
-        [x["score"] for x in got[0].json()["results"]]
+    assert [r.status_code for r in got] == [200] * 4, [r.text for r in got]
+    for other in got[1:]:
+        assert [x["score"] for x in other.json()["results"]] == \
+            [x["score"] for x in got[0].json()["results"]]
     assert strict.status_code == 422 and "unknown column(s) ['größe']" in strict.json()["error"]
 
 

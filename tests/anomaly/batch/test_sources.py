@@ -255,6 +255,31 @@ def test_a_compressed_csv_reads_as_the_plain_one_in_every_reader(tmp_path: Path)
     assert not sources.is_table_file(tmp_path / "notes.gz")
 
 
+@pytest.mark.parametrize(("encoding", "newline"), [
+    ("utf-16", "\r\n"),  # Excel's "Unicode Text", Windows PowerShell's Out-File
+    ("utf-16-be", "\n"),
+    ("utf-8", "\r"),  # classic Mac OS line ends
+    ("cp1252", "\r"),
+])
+def test_utf16_and_cr_only_files_read_as_their_utf8_twin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str, newline: str) -> None:
+    """Arrow's reader took a CR-only file but batch scoring split records on LF only (the
+    whole file one header: "no data rows"); UTF-16 was a parse error everywhere. Streamed in
+    odd-sized blocks, a byte pair or a character cut by a block boundary decodes whole."""
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 333)
+    text = "größe,city\n" + "".join(f"{i * 0.5},{['Zürich', 'Köln'][i % 2]}\n"
+                                     for i in range(200))
+    utf8, other = tmp_path / "utf8.csv", tmp_path / "other.csv"
+    utf8.write_text(text, encoding="utf-8")
+    data = text.replace("\n", newline).encode(encoding)
+    other.write_bytes(b"\xfe\xff" + data if encoding == "utf-16-be" else data)
+    assert sources.read_table(other).equals(sources.read_table(utf8))
+    assert sources.table_column_names(other) == ["größe", "city"]
+    chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["größe", "city"], chunk_rows=16))
+              for p in (utf8, other)]
+    assert chunks[0].equals(chunks[1]) and chunks[0].num_rows == 200
+
+
 @pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
 def test_a_windows_encoded_csv_reads_as_its_utf8_twin(tmp_path: Path, encoding: str) -> None:
     """A file as Excel saves "CSV" in Western Europe (cp1252; Latin-1 from older tools):
