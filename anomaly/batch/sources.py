@@ -133,7 +133,8 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
                                            null_values=["", *sorted(MISSING_TOKENS)],
                                            decimal_point=decimal)
             table = pacsv.read_csv(p, read_options=pacsv.ReadOptions(encoding=encoding),
-                                   parse_options=csv_parse_options(head),
+                                   parse_options=csv_parse_options(
+                                       head, invalid_row_handler=_skip_blank_rows),
                                    convert_options=convert)
             if decimal == ",":  # "1.234,5" stays text in Arrow's reader: as batch reads it
                 table = numbers_where_all(decimal_points(table))
@@ -182,6 +183,12 @@ def header_is_data(names: list[str], expected: Collection[str] = (),
     if not stripped or len(numbers) < len(stripped):
         return False
     return falls(numbers)
+
+
+def _skip_blank_rows(row: Any) -> str:
+    """Arrow's verdict on a row with the wrong number of fields: a line of spaces only (a
+    hand-edited file) is skipped as empty lines are; any other stays a parse error."""
+    return "skip" if not row.text.strip() else "error"
 
 
 def check_unique_names(names: list[str], used: Collection[str], where: str) -> None:

@@ -331,3 +331,15 @@ def test_decimal_and_float16_parquet_columns_are_numbers(tabular_bundle: Path) -
     x, reasons = prep.encode_arrow(money, from_csv=False)
     assert reasons == [None] * 20
     np.testing.assert_allclose(x, plain, atol=1e-5)
+
+
+def test_a_line_of_spaces_is_skipped_by_training_as_an_empty_line(tmp_path: Path) -> None:
+    """Arrow skips empty lines but failed the whole file on a line of spaces ("Expected 3
+    columns, got 1"); other short lines stay an error that names them."""
+    path = tmp_path / "edited.csv"
+    path.write_text("a,b,c\n1,2,x\n\n   \n3,4,y\n\t\n")
+    table = sources.read_table(path)
+    assert table.num_rows == 2 and table.column("a").to_pylist() == [1, 3]
+    path.write_text("a,b,c\n1,2,x\n5\n")
+    with pytest.raises(InputError, match="Expected 3 columns, got 1: 5"):
+        sources.read_table(path)
