@@ -77,7 +77,8 @@ def to_utf8(data: bytes, encoding: str | None = None, head: bool = False) -> byt
     return codecs.getincrementaldecoder(encoding)().decode(data, final=not head).encode()
 
 
-_COMMA_NUMBER = re.compile(rb"[+-]?(?:\d+|\d{1,3}(?:\.\d{3})+),\d+(?:[eE][+-]?\d+)?")
+_COMMA_NUMBER = re.compile(
+    rb"[+-]?(?:\d+|\d{1,3}(?:(?:\.|\s|\xc2\xa0|\xe2\x80\xaf)\d{3})+),\d+(?:[eE][+-]?\d+)?")
 _POINT_NUMBER = re.compile(rb"[+-]?(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?")
 #: ``1.234`` or ``12.345.678``: points between groups of three digits, as decimal-comma
 #: locales group thousands; ``1.234`` alone could be either, so it decides nothing.
@@ -86,6 +87,15 @@ _POINT_GROUPS = re.compile(rb"[+-]?\d{1,3}(?:\.\d{3})+")
 _COMMA_FIELD = r"^(\s*[+-]?\d+),(\d+(?:[eE][+-]?\d+)?\s*)$"
 #: A whole field with points between its thousands (``-1.234.567,89``, ``1.234``), RE2.
 _GROUPED_FIELD = r"^\s*[+-]?\d{1,3}(\.\d{3})+(,\d+(?:[eE][+-]?\d+)?)?\s*$"
+#: The same with spaces between the thousands (``1 234,56``; French and Nordic exports use
+#: a no-break space U+00A0 or a narrow one U+202F), as RE2 reads text (UTF-8) and binary
+#: (bytes) columns; and the separators to drop from such a field.
+_SPACE_GROUPS = {
+    False: (r"^\s*[+-]?\d{1,3}(( |\x{00a0}|\x{202f})\d{3})+(,\d+(?:[eE][+-]?\d+)?)?\s*$",
+            r" |\x{00a0}|\x{202f}"),
+    True: (r"^\s*[+-]?\d{1,3}(( |\xc2\xa0|\xe2\x80\xaf)\d{3})+(,\d+(?:[eE][+-]?\d+)?)?\s*$",
+           r" |\xc2\xa0|\xe2\x80\xaf"),
+}
 #: Records of a CSV's head that :func:`sniff_decimal` reads.
 _SNIFF_RECORDS = 200
 
@@ -114,8 +124,9 @@ def sniff_decimal(data: bytes) -> str:
 
 def decimal_points(table: pa.Table) -> pa.Table:
     """A table of raw CSV fields (binary or text) with every field that is a decimal-comma
-    number rewritten with a point (``10,25`` -> ``10.25``; ``-1.234,5`` -> ``-1234.5``, its
-    thousands' points dropped), the other fields and columns untouched: how a file
+    number rewritten with a point (``10,25`` -> ``10.25``; ``-1.234,5`` and ``1 234,5`` ->
+    ``-1234.5`` and ``1234.5``, the points or spaces between thousands dropped), the other
+    fields and columns untouched: how a file
     :func:`sniff_decimal` finds to use ``,`` is read where its columns stay binary (batch
     scoring, the service's CSV bodies), and what training makes of the text columns Arrow's
     reader leaves (it reads ``10,25`` but not ``1.234,5``), so that every way in reads the
@@ -129,6 +140,11 @@ def _decimal_points(col: pa.ChunkedArray) -> pa.ChunkedArray:
     grouped = pc.match_substring_regex(col, pattern=_GROUPED_FIELD)
     if pc.any(grouped).as_py():
         col = pc.if_else(grouped, pc.replace_substring(col, pattern=".", replacement=""), col)
+    spaced, separator = _SPACE_GROUPS[pa.types.is_binary(col.type)]
+    grouped = pc.match_substring_regex(col, pattern=spaced)
+    if pc.any(grouped).as_py():
+        col = pc.if_else(grouped, pc.replace_substring_regex(col, pattern=separator,
+                                                             replacement=""), col)
     return pc.replace_substring_regex(col, pattern=_COMMA_FIELD, replacement=r"\1.\2")
 
 

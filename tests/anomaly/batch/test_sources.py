@@ -343,3 +343,24 @@ def test_a_line_of_spaces_is_skipped_by_training_as_an_empty_line(tmp_path: Path
     path.write_text("a,b,c\n1,2,x\n5\n")
     with pytest.raises(InputError, match="Expected 3 columns, got 1: 5"):
         sources.read_table(path)
+
+
+@pytest.mark.parametrize("space", [" ", "\u00a0", "\u202f"])
+def test_spaces_between_thousands_in_a_decimal_comma_file(tmp_path: Path, space: str) -> None:
+    """French and Nordic exports group thousands with a (no-break) space: 19 232,36. Such
+    a column was refused as 'numbers in a format not read'; it reads as its plain twin in
+    every reader."""
+    rows = [(f"{19000 + 7 * i:,}".replace(",", space) + f",{i % 100:02d}", f"{i % 9},5")
+            for i in range(60)]
+    grouped, plain = tmp_path / "fr.csv", tmp_path / "plain.csv"
+    grouped.write_text("montant;taux\n" + "".join(f"{a};{b}\n" for a, b in rows),
+                       encoding="utf-8")
+    plain.write_text("montant;taux\n" + "".join(f"{a.replace(space, '')};{b}\n"
+                                                for a, b in rows), encoding="utf-8")
+    assert sources.read_table(grouped).equals(sources.read_table(plain))
+    assert sources.read_table(grouped).schema.field("montant").type == pa.float64()
+    chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["montant", "taux"], chunk_rows=16))
+              for p in (grouped, plain)]
+    assert chunks[0].equals(chunks[1])
+    assert sources.read_csv_text(grouped.read_bytes(), ["montant", "taux"]).equals(
+        sources.read_csv_text(plain.read_bytes(), ["montant", "taux"]))
