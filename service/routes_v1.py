@@ -263,11 +263,11 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
     the same Arrow encoder), so a CSV row scores the same posted or in a file."""
     import pyarrow as pa
 
+    from anomaly.batch.formats import header_is_data
     from anomaly.batch.sources import (
         check_unique_names,
         cr_only,
         csv_header_names,
-        header_is_data,
         read_csv_text,
         to_utf8,
     )

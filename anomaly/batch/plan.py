@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 
 from anomaly.batch.checkpoint import file_fingerprint, job_digest
 from anomaly.batch.chunks import prepare_image_chunk, prepare_table_chunk
+from anomaly.batch.formats import header_is_data
 from anomaly.batch.options import IMAGE_CHUNK_ROWS, TABLE_CHUNK_ROWS, ScoreOptions
 from anomaly.batch.sink import ResultLayout
 from anomaly.batch.sources import (
     check_unique_names,
     expand_table_inputs,
-    header_is_data,
     is_csv,
     iter_image_files,
     iter_table_chunks,

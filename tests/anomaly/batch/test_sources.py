@@ -13,6 +13,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 import anomaly.batch.dialect as dialect
+import anomaly.batch.formats as formats
 import anomaly.batch.sources as sources
 from anomaly.batch.sources import csv_header_names, iter_table_chunks
 from anomaly.errors import InputError
@@ -171,18 +172,18 @@ def test_a_column_name_given_twice_is_refused_where_it_is_read(tmp_path: Path) -
     ("x1,x2", False),
 ])
 def test_a_first_line_of_numbers_is_data_not_a_header(header: str, is_data: bool) -> None:
-    assert sources.header_is_data(header.split(";" if ";" in header else ",")) is is_data
+    assert formats.header_is_data(header.split(";" if ";" in header else ",")) is is_data
 
 
 def test_a_first_line_with_text_fields_is_data_when_no_model_column_is_in_it() -> None:
     """Scoring knows the names to expect: a line with none of them, half of it numbers."""
-    assert sources.header_is_data(["0.5", "1.5", "red"], expected=["a", "b", "color"])
-    assert not sources.header_is_data(["0.5", "1.5", "red"])
-    assert not sources.header_is_data(["x", "y", "1.5"], expected=["a", "b", "color"])
+    assert formats.header_is_data(["0.5", "1.5", "red"], expected=["a", "b", "color"])
+    assert not formats.header_is_data(["0.5", "1.5", "red"])
+    assert not formats.header_is_data(["x", "y", "1.5"], expected=["a", "b", "color"])
     # training knows which columns hold numbers: their names are numbers, in a data row
-    assert sources.header_is_data(["0.5", "-1.5", "red"], numeric=["0.5", "-1.5"])
-    assert not sources.header_is_data(["region", "1960", "1961"], numeric=["1960", "1961"])
-    assert not sources.header_is_data(["0.5", "x", "red"], numeric=["0.5", "x"])
+    assert formats.header_is_data(["0.5", "-1.5", "red"], numeric=["0.5", "-1.5"])
+    assert not formats.header_is_data(["region", "1960", "1961"], numeric=["1960", "1961"])
+    assert not formats.header_is_data(["0.5", "x", "red"], numeric=["0.5", "x"])
 
 
 def test_a_headerless_csv_is_refused_for_training_with_what_to_add(tmp_path: Path) -> None:
