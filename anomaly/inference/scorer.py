@@ -23,6 +23,7 @@ from anomaly.inference.noise import DEFAULT_SEED, check_method
 from anomaly.inference.uncertainty import score_se
 from anomaly.preprocessing import (
     DEFAULT_MAX_PIXELS,
+    MAX_STANDARD,
     ImagePreprocessor,
     TabularPreprocessor,
     all_finite,
@@ -125,6 +126,10 @@ class ScoreResult:
         return int(self.scores.shape[0])
 
 
+#: MAX_STANDARD as the overflow message writes it (1e12)
+_CLIP = f"{MAX_STANDARD:.0e}".replace("e+", "e")
+
+
 def _not_finite(given: np.ndarray, x: np.ndarray) -> str:
     """Why x (B, D) float32 is not finite: NaN or inf given, or values float32 cannot hold
     (beyond 3.4e38 once scaled, such as 1e39 in a column of unit scale)."""
@@ -207,7 +212,7 @@ class Scorer:
             raise InputError(f"the score of row {row} overflowed float32: its inputs reach "
                              f"{float(np.abs(x[row]).max()):g}, far outside the standardised "
                              "scale the model reads (rows encoded by the bundle's "
-                             "preprocessing are clipped to 1e12)")
+                             f"preprocessing are clipped to {_CLIP})")
         scores = score.astype(np.float64)
         bundle = self.bundle
         threshold = bundle.threshold

@@ -2,7 +2,12 @@
 images (``image``), and what a raw value means (``values``)."""
 
 from anomaly.preprocessing.image import DEFAULT_MAX_PIXELS, ImagePreprocessor, upright
-from anomaly.preprocessing.tabular import Prepared, TabularPreprocessor, rejected_rows_error
+from anomaly.preprocessing.tabular import (
+    MAX_STANDARD,
+    Prepared,
+    TabularPreprocessor,
+    rejected_rows_error,
+)
 from anomaly.preprocessing.values import (
     MISSING_TOKENS,
     TextNumbers,
@@ -18,6 +23,7 @@ from anomaly.preprocessing.values import (
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "MAX_STANDARD",
     "MISSING_TOKENS",
     "ImagePreprocessor",
     "Prepared",
