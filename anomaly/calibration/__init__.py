@@ -5,11 +5,13 @@ from anomaly.calibration.metrics import ThresholdReport, at_threshold, auprc, au
 from anomaly.calibration.threshold import (
     STANDARD_FPRS,
     F1Threshold,
+    PValues,
     calibrate,
     f1_optimal_threshold,
     p_values,
     threshold_for_fpr,
 )
 
-__all__ = ["STANDARD_FPRS", "F1Threshold", "ThresholdReport", "at_threshold", "auprc", "auroc",
-           "calibrate", "f1_optimal_threshold", "p_values", "roc_curve", "threshold_for_fpr"]
+__all__ = ["STANDARD_FPRS", "F1Threshold", "PValues", "ThresholdReport", "at_threshold",
+           "auprc", "auroc", "calibrate", "f1_optimal_threshold", "p_values", "roc_curve",
+           "threshold_for_fpr"]

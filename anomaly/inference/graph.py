@@ -87,6 +87,23 @@ def session_options(intra_op_threads: int | None = None) -> Any:
     return options
 
 
+def run_session(session: Any, outputs: list[str], feed: dict[str, np.ndarray]
+                ) -> list[np.ndarray]:
+    """``session.run(outputs, feed)`` through the compiled session the Python wrapper holds
+    (``session._sess``), skipping the wrapper's checks of a feed this module builds itself:
+    1.6 us of a 30 us call of a small tabular graph at B = 1, measured. Any error goes
+    through the public ``run``, which raises onnxruntime's own message, or falls back to
+    the CPU provider when a CUDA run fails; the compiled session is looked up per call,
+    since that fallback replaces it."""
+    inner = getattr(session, "_sess", None)
+    if inner is not None:
+        try:
+            return inner.run(outputs, feed, None)
+        except Exception:  # raised again, with its message, by the public run below
+            pass
+    return session.run(outputs, feed)
+
+
 def seed_array(seeds: int | Sequence[int] | np.ndarray, batch: int) -> int | np.ndarray:
     """One seed for every row (an int), or one per row as an (B,) int64 array; a per-row
     list whose seeds are all equal collapses to the int (the cached, broadcast noise)."""
@@ -192,14 +209,14 @@ class Graph:
         step = self.chunk_rows(mc_samples)
         if rows <= step and isinstance(seed, int):  # the common case, without the loop
             eps = latent_noise(seed, rows, mc_samples, self.latent_dim, noise)
-            return session.run(outputs, {"x": x, "eps": np.ascontiguousarray(eps)})
+            return run_session(session, outputs, {"x": x, "eps": np.ascontiguousarray(eps)})
         parts = []
         for start in range(0, rows, step):
             stop = min(start + step, rows)
             chunk_seeds = seed if isinstance(seed, int) else seed[start:stop]
             eps = np.ascontiguousarray(
                 latent_noise(chunk_seeds, stop - start, mc_samples, self.latent_dim, noise))
-            parts.append(session.run(outputs, {"x": x[start:stop], "eps": eps}))
+            parts.append(run_session(session, outputs, {"x": x[start:stop], "eps": eps}))
         if len(parts) == 1:
             return list(parts[0])
         return [np.concatenate(p, axis=1 if name == LOG_WEIGHTS else 0)  # (L, B) on axis 1

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from anomaly.calibration.threshold import (
+    PValues,
     beta_cdf,
     beta_ppf,
     calibrate,
@@ -83,6 +84,19 @@ def test_p_values_are_conformal() -> None:
     assert np.all(np.abs(hist - 0.1) < 0.015)
     assert p_values(np.array([cal.max() + 1]), cal)[0] == pytest.approx(1 / 2001)
     assert p_values(np.array([cal.min() - 1]), cal)[0] == 1.0
+
+
+def test_p_value_lookup_is_the_count_bit_for_bit() -> None:
+    """PValues (the Scorer's table lookup) against (1 + #{calibration >= s}) / (n + 1),
+    with ties, scores on calibration values, beyond both ends and a batch of one."""
+    cal = np.sort(np.array([0.5, 1.0, 1.0, 1.0, 2.5, 3.0, 7.0]))
+    scores = np.array([-1.0, 0.5, 0.75, 1.0, 1.5, 3.0, 6.9, 7.0, 8.0, np.inf])
+    counted = np.array([(1 + np.count_nonzero(cal >= s)) / (cal.size + 1) for s in scores])
+    lookup = PValues(cal)
+    np.testing.assert_array_equal(lookup(scores), counted)
+    np.testing.assert_array_equal(p_values(scores, cal), counted)
+    assert lookup(scores[3:4]).tolist() == [counted[3]] == [7 / 8]  # 6 of 7 are >= 1.0
+    assert PValues(np.array([]))(np.array([1.0])).tolist() == [1.0]
 
 
 def test_observed_fpr_interval_is_the_beta_binomial() -> None:

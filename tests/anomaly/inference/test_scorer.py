@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,15 @@ def test_scores_flags_and_p_values_agree(tabular_bundle: Path) -> None:
     r = scorer.score(x)
     assert r.scores.shape == (50,) and r.feature_scores.shape == (50, scorer.input_dim)
     np.testing.assert_array_equal(r.is_anomaly, r.scores > scorer.threshold)
-    np.testing.assert_array_equal(r.p_values,
-                                  p_values(r.scores, scorer.bundle.calibration_scores))
+    cal = scorer.bundle.calibration_scores
+    np.testing.assert_array_equal(r.p_values, p_values(r.scores, cal))
+    # the lookup table gives the counting definition, bit for bit
+    counted = [(1 + np.count_nonzero(cal >= s)) / (cal.size + 1) for s in r.scores]
+    np.testing.assert_array_equal(r.p_values, counted)
+    with pytest.raises(FrozenInstanceError):
+        r.threshold = 0.0  # type: ignore[misc]
+    assert r.rows(0, 50) is r and r.rows(3, 5).p_values.tolist() == counted[3:5]
+    assert r == r.rows(0, 50) and "threshold=" in repr(r)
     assert scorer.graph.providers[-1] == "CPUExecutionProvider"
     assert scorer.provider == scorer.graph.providers[0]
 
