@@ -38,7 +38,8 @@ router = APIRouter(prefix="/v1", tags=["v1"])
 INLINE_DECODE_BYTES = 256 * 1024
 
 SCORE_BODY_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"type": "object", "required": ["rows"], "properties": {
+    "application/json": {"schema": {"type": "object", "required": ["rows"],
+                                     "additionalProperties": False, "properties": {
         "rows": {"type": "array", "minItems": 1, "items": {
             "type": "object", "minProperties": 1,
             "additionalProperties": {"type": ["number", "string", "boolean"]}},
@@ -241,12 +242,32 @@ def _json_rows(body: bytes, limit: int) -> list[Any]:
     payload = loads(body, "the body")
     if not isinstance(payload, dict) or "rows" not in payload:
         raise InputError("expected a JSON object {\"rows\": [{\"column\": value, ...}, ...]}")
+    if len(payload) > 1:
+        _refuse_body_keys([k for k in payload if k != "rows"], payload)
     rows = payload["rows"]
     if not isinstance(rows, list):
         raise InputError("\"rows\" must be a list of objects")
     if len(rows) > limit:
         raise PayloadTooLargeError(f"{len(rows)} rows in one request; the limit is {limit}")
     return rows
+
+
+def _refuse_body_keys(keys: list[str], payload: dict[str, Any]) -> None:
+    """422 for a body key other than ``rows``: options are query parameters, and an option
+    sent in the body (``"mc_samples": 64``) would otherwise be ignored without a word, the
+    client believing it was applied."""
+    options = {q.name for q in SCORE_QUERY}
+    misplaced = [k for k in keys if k in options]
+    if misplaced:
+        k = misplaced[0]
+        value = payload[k]
+        shown = (str(value).lower() if isinstance(value, bool)
+                 else str(value) if isinstance(value, int | float) else "...")
+        raise InputError(f"'{k}' is a query parameter, not a body field: POST "
+                         f".../score?{k}={shown} with the body {{\"rows\": [...]}}")
+    raise InputError(f"unknown key(s) {listed(keys)} in the body: it holds {{\"rows\": "
+                     f"[...]}} only; the options are query parameters "
+                     f"({', '.join(q.name for q in SCORE_QUERY)})")
 
 
 def _check_unknown(prep: TabularPreprocessor, unknown: list[str]) -> None:

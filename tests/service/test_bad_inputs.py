@@ -95,6 +95,15 @@ def cases(b: TrainedBundles) -> list[Case]:
         Case("row not an object", "POST", CANCER, 422, "row 0 is not an object",
              json={"rows": [[1, 2]]}),
         Case("empty rows", "POST", CANCER, 422, "no rows", json={"rows": []}),
+        # options are query parameters: in the body they were ignored without a word
+        Case("an option in the body", "POST", CANCER, 422,
+             "'mc_samples' is a query parameter, not a body field: POST .../score?"
+             "mc_samples=64", json={"rows": [row], "mc_samples": 64}),
+        Case("a flag in the body", "POST", CANCER, 422, "score?explain=true",
+             json={"explain": True, "rows": [row]}),
+        Case("an unknown body key", "POST", CANCER, 422,
+             "unknown key(s) ['request_id'] in the body", json={"rows": [row],
+                                                                "request_id": "r-1"}),
         Case("missing column", "POST", CANCER, 422, "missing column",
              json={"rows": [{"mean_radius": 1.0}]}),
         Case("non-numeric value", "POST", CANCER, 422, "is not a number",
