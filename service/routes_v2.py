@@ -12,6 +12,7 @@ repository extensions are in :mod:`service.routes_v2_extensions`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -176,10 +177,13 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         except InputError as exc:  # anything else the request got wrong: 400, as Triton
             raise ProtocolError(str(exc)) from exc
         result = await admission.submit(x, seeds, n_mc)
-        arrays: dict[str, np.ndarray] = {"score": result.scores.astype(np.float64),
-                  "feature_scores": result.feature_scores.astype(np.float32),
-                  "is_anomaly": result.is_anomaly.astype(np.bool_),
-                  "p_value": result.p_values.astype(np.float64)}
+        # made when asked for: feature_scores runs the full graph, which a request for
+        # the score alone must not pay
+        arrays: dict[str, Callable[[], np.ndarray]] = {
+            "score": lambda: result.scores.astype(np.float64),
+            "feature_scores": lambda: result.feature_scores.astype(np.float32),
+            "is_anomaly": lambda: result.is_anomaly.astype(np.bool_),
+            "p_value": lambda: result.p_values.astype(np.float64)}
         return v2_codec.response(
             header, params, {"model_name": mv.name, "model_version": str(mv.version),
                              "parameters": {"mc_samples": n_mc,

@@ -12,6 +12,7 @@ conversion: FP64 is not silently rounded to FP32 (convert on the client, e.g.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -150,9 +151,10 @@ def int_param(params: dict[str, Any], key: str, default: int, maximum: int) -> i
 
 
 def response(header: dict[str, Any], params: dict[str, Any], body: dict[str, Any],
-             arrays: dict[str, np.ndarray]) -> Response:
+             arrays: dict[str, Callable[[], np.ndarray]]) -> Response:
     """The inference response: ``body`` (model_name, model_version, parameters) plus the
-    outputs the request asked for (all by default), as JSON data or binary."""
+    outputs the request asked for (all by default), as JSON data or binary. ``arrays``
+    makes each output when called, so that outputs not asked for are never computed."""
     requested = header.get("outputs")
     binary_default = bool(params.get("binary_data_output", False))
     if requested is None:
@@ -171,7 +173,7 @@ def response(header: dict[str, Any], params: dict[str, Any], body: dict[str, Any
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, as_binary in wanted:
-        arr = arrays[name]
+        arr = arrays[name]()
         datatype = {"f": "FP64" if arr.dtype == np.float64 else "FP32", "b": "BOOL"}[
             arr.dtype.kind]
         out: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -341,3 +342,27 @@ def test_health_and_docs(server: Server) -> None:
     assert "/v2/models/{name}/infer" in spec["paths"]
     content = spec["paths"]["/v1/models/{name}/score"]["post"]["requestBody"]["content"]
     assert {"application/json", "text/csv", "image/png", "multipart/form-data"} <= set(content)
+
+
+def test_oip_v2_makes_only_the_outputs_asked_for() -> None:
+    """feature_scores runs the full graph: a request for the score alone must not make it."""
+    from service import v2_codec
+
+    made: list[str] = []
+
+    def output(name: str, value: np.ndarray) -> Callable[[], np.ndarray]:
+        def make() -> np.ndarray:
+            made.append(name)
+            return value
+        return make
+
+    arrays = {"score": output("score", np.array([1.5, 2.0])),
+              "feature_scores": output("feature_scores", np.ones((2, 3), np.float32)),
+              "is_anomaly": output("is_anomaly", np.array([False, True]))}
+    r = v2_codec.response({"outputs": [{"name": "score"}]}, {}, {"model_name": "m"}, arrays)
+    assert made == ["score"]
+    assert json.loads(r.body)["outputs"] == [{"name": "score", "datatype": "FP64",
+                                              "shape": [2], "data": [1.5, 2.0]}]
+    made.clear()
+    v2_codec.response({}, {}, {"model_name": "m"}, arrays)  # no "outputs": all of them
+    assert made == ["score", "feature_scores", "is_anomaly"]
