@@ -12,6 +12,7 @@ repository extensions are in :mod:`service.routes_v2_extensions`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -177,6 +178,8 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
         except InputError as exc:  # anything else the request got wrong: 400, as Triton
             raise ProtocolError(str(exc)) from exc
         result = await admission.submit(x, seeds, n_mc)
+        if v2_codec.asks_for(header, "feature_scores"):  # the full graph, off the event loop
+            await asyncio.to_thread(result.explanation.arrays)
         # made when asked for: feature_scores runs the full graph, which a request for
         # the score alone must not pay
         arrays: dict[str, Callable[[], np.ndarray]] = {

@@ -150,6 +150,14 @@ def int_param(params: dict[str, Any], key: str, default: int, maximum: int) -> i
     return value
 
 
+def asks_for(header: dict[str, Any], name: str) -> bool:
+    """Whether the request's ``outputs`` name ``name`` (all outputs when it has none)."""
+    requested = header.get("outputs")
+    if not isinstance(requested, list):
+        return requested is None
+    return any(isinstance(spec, dict) and spec.get("name") == name for spec in requested)
+
+
 def response(header: dict[str, Any], params: dict[str, Any], body: dict[str, Any],
              arrays: dict[str, Callable[[], np.ndarray]]) -> Response:
     """The inference response: ``body`` (model_name, model_version, parameters) plus the

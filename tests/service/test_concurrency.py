@@ -116,3 +116,44 @@ def test_settings_from_environment_reach_the_app(tiny_queue_server: Server) -> N
         r = c.post("/v2/models/cancer/infer", json={"inputs": [
             {"name": "x", "shape": [1, 30], "datatype": "FP32", "data": [0.0] * 30}]})
     assert r.status_code == 200, r.text
+
+
+async def _health_during(url: str, path: str, body: dict[str, object]
+                         ) -> tuple[int, float, float]:
+    """(status, seconds, slowest health check) of one heavy explained request, while a
+    second connection polls /v2/health/live every 10 ms."""
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=120) as client:
+        slowest, done = 0.0, False
+
+        async def poll() -> None:
+            nonlocal slowest
+            while not done:
+                t0 = time.perf_counter()
+                await client.get("/v2/health/live")
+                slowest = max(slowest, time.perf_counter() - t0)
+                await asyncio.sleep(0.01)
+
+        poller = asyncio.create_task(poll())
+        await asyncio.sleep(0.1)
+        t0 = time.perf_counter()
+        r = await client.post(path, json=body)
+        took = time.perf_counter() - t0
+        done = True
+        await poller
+        return r.status_code, took, slowest
+
+
+def test_explanations_do_not_hold_the_event_loop(server: Server,
+                                                 bundles: TrainedBundles) -> None:
+    """The full graph of an explanation runs off the event loop: inline, 500 rows at
+    L = 1024 held every other request (health checks too) for most of the request."""
+    rows = (bundles.cancer_rows * 3)[:300]  # within the server's 256 KiB body limit
+    x = Scorer(bundles.cancer).tabular.encode_rows(rows)
+    v2 = {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
+                      "data": np.round(x, 5).reshape(-1).tolist()}],
+          "outputs": [{"name": "feature_scores"}], "parameters": {"mc_samples": 1024}}
+    for path, body in (("/v1/models/cancer/score?explain=true&mc_samples=1024",
+                        {"rows": rows}), ("/v2/models/cancer/infer", v2)):
+        status, took, slowest = asyncio.run(_health_during(server.url, path, body))
+        assert status == 200
+        assert slowest < 0.3 * took, (path, took, slowest)
