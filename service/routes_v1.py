@@ -34,7 +34,8 @@ from service.state import (
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
-#: Decode images on a worker thread above this many bytes (small ones are faster inline).
+#: Decode images and parse CSV bodies on a worker thread above this many bytes (small ones
+#: are faster inline).
 INLINE_DECODE_BYTES = 256 * 1024
 
 SCORE_BODY_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {
@@ -235,6 +236,9 @@ async def _read_inputs(request: Request, mv: ModelVersion, strict: _Strictness
             if b"true" in body or b"false" in body:  # no JSON boolean without the literal
                 prep.reject_booleans(rows)  # JSON true is not 1
             return rows, []
+        if len(body) > INLINE_DECODE_BYTES:  # parsing a large body would hold the loop
+            return await asyncio.to_thread(_csv_x, prep, body, limit,
+                                           strict.ignore_unknown_columns), []
         return _csv_x(prep, body, limit, strict.ignore_unknown_columns), []
     raise UnsupportedMediaTypeError(
         f"unsupported Content-Type '{ctype or '(none)'}': send application/json or text/csv "

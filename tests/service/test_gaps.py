@@ -56,3 +56,27 @@ def test_gaps_score_over_http_as_offline(gaps_server: tuple[Server, Path]) -> No
     assert np.isfinite(offline).all()
     assert no_gaps_there.status_code == 422
     assert "column 'mean_texture': value is missing" in no_gaps_there.text
+
+
+def test_a_large_csv_body_is_parsed_off_the_event_loop_as_offline(
+        gaps_server: tuple[Server, Path]) -> None:
+    """Bodies above 256 KiB are parsed on a worker thread: the same scores as offline, and
+    its errors (here too many rows) still map to their status."""
+    server, bundle = gaps_server
+    names, x, _ = cancer_table()
+    big = np.resize(x[:, :8], (4000, 8)) * (1 + np.linspace(0, 1e-3, 4000))[:, None]
+    header = ",".join(names[:8])
+    body = "\n".join([header] + [",".join(map(repr, map(float, r))) for r in big]) + "\n"
+    assert len(body) > 256 * 1024
+    offline = Scorer(bundle).score_rows(
+        [dict(zip(names[:8], map(float, r), strict=True)) for r in big]).scores
+    too_many = "\n".join([header] + [",".join(map(repr, map(float, r)))
+                                     for r in np.resize(big, (5000, 8))]) + "\n"
+    with server.client() as c:
+        r = c.post("/v1/models/gaps/score", content=body.encode(),
+                   headers={"Content-Type": "text/csv"})
+        over = c.post("/v1/models/gaps/score", content=too_many.encode(),
+                      headers={"Content-Type": "text/csv"})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose([v["score"] for v in r.json()["results"]], offline, RTOL, ATOL)
+    assert over.status_code == 413 and "5000 rows in one request" in over.text
