@@ -29,6 +29,7 @@ from service.state import (
     get_state,
     json_response,
     loads,
+    refuse_unknown_query,
     scoring_request,
 )
 
@@ -122,6 +123,7 @@ async def score(request: Request, name: str) -> Response:
     settings = get_state(request).settings
 
     async def work(mv: ModelVersion, admission: Admission) -> Response:
+        refuse_unknown_query(request, SCORE_QUERY)
         explain = EXPLAIN.read(request)
         raw_map = RAW_MAP.read(request)
         top_k = TOP_K.read(request) or settings.explain_top_k

@@ -5,9 +5,10 @@ around the work done on a leased model version.
 
 from __future__ import annotations
 
+import difflib
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -165,6 +166,21 @@ class QueryParam:
             schema["maximum"] = self.maximum
         return {"name": self.name, "in": "query", "required": False, "schema": schema,
                 "description": self.description}
+
+
+def refuse_unknown_query(request: Request, params: Sequence[QueryParam]) -> None:
+    """InputError for a query parameter the endpoint does not take: a misspelt option
+    (``?mc_sample=64``, ``?explian=true``) would otherwise be ignored without a word."""
+    given = _query(request)
+    if not given:
+        return
+    names = [p.name for p in params]
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], names, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise InputError(f"unknown query parameter '{unknown[0]}'{hint}: this endpoint "
+                         f"takes {', '.join(sorted(names))}")
 
 
 VERSION_QUERY = QueryParam("version", int, "model version (default: the latest loaded)",

@@ -101,6 +101,12 @@ def cases(b: TrainedBundles) -> list[Case]:
              "mc_samples=64", json={"rows": [row], "mc_samples": 64}),
         Case("a flag in the body", "POST", CANCER, 422, "score?explain=true",
              json={"explain": True, "rows": [row]}),
+        Case("a misspelt query option", "POST", CANCER + "?mc_sample=64", 422,
+             "unknown query parameter 'mc_sample' (did you mean 'mc_samples'?)",
+             json={"rows": [row]}),
+        Case("an unknown query parameter", "POST", CANCER + "?fast=1", 422,
+             "unknown query parameter 'fast': this endpoint takes explain, "
+             "ignore_unknown_columns, mc_samples", json={"rows": [row]}),
         Case("an unknown body key", "POST", CANCER, 422,
              "unknown key(s) ['request_id'] in the body", json={"rows": [row],
                                                                 "request_id": "r-1"}),
