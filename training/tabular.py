@@ -17,7 +17,13 @@ from anomaly.bundle import (
     TabularInput,
 )
 from anomaly.errors import InputError, listed
-from anomaly.preprocessing import TextNumbers, as_numbers, category_key, is_missing
+from anomaly.preprocessing import (
+    TextNumbers,
+    as_durations,
+    as_numbers,
+    category_key,
+    is_missing,
+)
 from training.likelihood import Block
 
 #: A string column with more distinct values than this (and mostly unique) is an identifier.
@@ -66,8 +72,12 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
             ignored.append(name)
             continue
         arr = np.asarray(values)
-        # numbers a reader left as text ("$12,345.67", a marker it does not know): numbers
-        formatted = False
+        durations = None if name in categorical else as_durations(arr)
+        if durations is not None:
+            arr = durations  # seconds: a measurement, which the encoders read as seconds too
+        # numbers a reader left as text ("$12,345.67", a marker it does not know): numbers;
+        # durations never a code (the encoders read them as seconds, not category names)
+        formatted = durations is not None
         text = None if name in categorical else as_numbers(arr)
         if text is not None and not text.stray and text.present:
             arr, formatted = text.values, text.formatted
@@ -100,16 +110,17 @@ def infer_schema(columns: Mapping[str, np.ndarray], categorical: Collection[str]
 
 
 def is_temporal(arr: np.ndarray) -> bool:
-    """A column of dates, times or durations (numpy datetime64/timedelta64, or Python
-    date/time objects): left out, because the dates of the normal rows never come back, so
-    every later row would fall in the unknown category and score as anomalous. What matters
-    in them (the hour, the weekday, an age) is a column the user can derive."""
-    if arr.dtype.kind in "Mm":
+    """A column of dates or times (numpy datetime64, or Python date/time objects): left
+    out, because the dates of the normal rows never come back, so every later row would
+    fall in the unknown category and score as anomalous. What matters in them (the hour,
+    the weekday, an age) is a column the user can derive. Durations are not dates: they
+    recur, and are read as seconds (:func:`anomaly.preprocessing.seconds`)."""
+    if arr.dtype.kind == "M":
         return True
     if arr.dtype.kind not in "OU":
         return False
     present = [v for v in arr.tolist() if not is_missing(v)]
-    if present and isinstance(present[0], datetime.date | datetime.time | datetime.timedelta):
+    if present and isinstance(present[0], datetime.date | datetime.time):
         return True
     # dates as text in a format a CSV reader does not type (12/31/2020, 31.12.2020 10:00,
     # 5 Mar 2021): each day a new category, so every later row an unknown one

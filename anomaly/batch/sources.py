@@ -33,7 +33,7 @@ from anomaly.batch.formats import (
     refuse_other_format,
 )
 from anomaly.errors import InputError
-from anomaly.preprocessing.values import MISSING_TOKENS
+from anomaly.preprocessing.values import MISSING_TOKENS, seconds
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
@@ -126,13 +126,16 @@ def check_unique_names(names: list[str], used: Collection[str], where: str) -> N
 
 
 def table_columns(table: pa.Table) -> dict[str, np.ndarray]:
-    """Arrow table -> {column: numpy array}; numeric nulls become NaN, string nulls None."""
+    """Arrow table -> {column: numpy array}; numeric nulls become NaN, string nulls None,
+    durations float seconds."""
     out: dict[str, np.ndarray] = {}
     for name, col in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_decimal(col.type) or pa.types.is_float16(col.type):
             col = col.cast(pa.float64())  # Decimal objects and float16 are numbers too
         arr: Any = col.to_numpy(zero_copy_only=False)
-        if pa.types.is_integer(col.type) and col.null_count:
+        if pa.types.is_duration(col.type):
+            arr = seconds(arr)  # a measurement, in seconds; null -> NaN
+        elif pa.types.is_integer(col.type) and col.null_count:
             arr = arr.astype(np.float64)
         out[name] = arr
     return out

@@ -19,6 +19,7 @@ import numpy as np
 from anomaly.bundle import Bundle, TabularInput, load_bundle
 from anomaly.errors import InputError
 from anomaly.inference.noise import DEFAULT_SEED
+from anomaly.preprocessing.values import seconds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,8 +38,9 @@ def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
     Numeric columns (numpy or pandas' nullable Int64/Float64) become numbers, missing values
     NaN; everything else (text, categoricals, booleans) becomes an object array with None
-    where a value is missing, which the encoders report as missing. Dates and times are
-    refused: the model has no notion of them, so turn them into numbers or text first.
+    where a value is missing, which the encoders report as missing. Durations (timedelta)
+    become seconds. Dates and times are refused: the model has no notion of them, so turn
+    them into numbers or text first.
     """
     import pandas as pd
 
@@ -56,7 +58,10 @@ def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     for i, name in enumerate(names):
         series = frame.iloc[:, i]
         dtype = series.dtype
-        if (pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype)
+        if pd.api.types.is_timedelta64_dtype(dtype):
+            out[name] = seconds(series.to_numpy())  # durations are seconds, NaT missing
+            continue
+        if (pd.api.types.is_datetime64_any_dtype(dtype)
                 or isinstance(dtype, pd.PeriodDtype | pd.IntervalDtype)):
             raise InputError(f"column '{name}' holds {dtype} values; convert it to numbers "
                              "(e.g. seconds) or text first")

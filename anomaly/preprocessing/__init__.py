@@ -12,12 +12,14 @@ from anomaly.preprocessing.values import (
     MISSING_TOKENS,
     TextNumbers,
     all_finite,
+    as_durations,
     as_numbers,
     category_key,
     csv_category,
     formatted_number,
     is_missing,
     rows_to_columns,
+    seconds,
     to_float,
 )
 
@@ -30,6 +32,7 @@ __all__ = [
     "TabularPreprocessor",
     "TextNumbers",
     "all_finite",
+    "as_durations",
     "as_numbers",
     "category_key",
     "csv_category",
@@ -37,6 +40,7 @@ __all__ = [
     "is_missing",
     "rejected_rows_error",
     "rows_to_columns",
+    "seconds",
     "to_float",
     "upright",
 ]

@@ -45,6 +45,7 @@ from anomaly.preprocessing.values import (
     is_missing,
     iter_values,
     rows_to_columns,
+    seconds,
     to_float,
 )
 
@@ -390,6 +391,13 @@ def _numeric_values(arr: pa.Array) -> np.ndarray:
     exactly which are missing or not numbers. Arrow accepts a subset of what Python's
     ``float`` does and rounds the same way, so both paths give the same numbers."""
     t = arr.type
+    if pa.types.is_duration(t):  # in seconds, as training read it (values.seconds)
+        secs = seconds(arr.to_numpy(zero_copy_only=False))  # null -> NaT -> NaN
+        if not arr.null_count:
+            return secs
+        out = secs.astype(object)
+        out[np.isnan(secs)] = None  # reported as missing (or filled), as other nulls are
+        return out
     if arr.null_count == 0:
         if pa.types.is_floating(t) or pa.types.is_integer(t):
             return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)

@@ -10,6 +10,7 @@ would have produced, so that a CSV field scores the same whichever way it was re
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -160,6 +161,29 @@ def iter_values(values: Sequence[Any] | np.ndarray) -> Iterable[Any]:
     return values.tolist() if isinstance(values, np.ndarray) else values
 
 
+def seconds(arr: np.ndarray) -> np.ndarray:
+    """Durations -> float64 seconds (NaN where missing): numpy timedelta64 in any unit, or
+    an object array of ``datetime.timedelta`` (None where missing). A duration (a call's
+    length, a time to resolve) is a measurement that recurs, unlike a date, so it is read
+    as a number, in seconds whatever its unit, by training and by every scoring path."""
+    if arr.dtype.kind == "m":
+        return arr / np.timedelta64(1, "s")  # NaT -> NaN
+    return np.array([np.nan if is_missing(v) else v.total_seconds() for v in arr.tolist()],
+                    dtype=np.float64)
+
+
+def as_durations(arr: np.ndarray) -> np.ndarray | None:
+    """:func:`seconds` of a column of durations; None for any other column."""
+    if arr.dtype.kind == "m":
+        return seconds(arr)
+    if arr.dtype.kind != "O":
+        return None
+    present = [v for v in arr.tolist() if not is_missing(v)]
+    if present and all(isinstance(v, datetime.timedelta) for v in present):
+        return seconds(arr)
+    return None
+
+
 def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None = None
              ) -> tuple[np.ndarray, dict[int, str]]:
     """Values -> float64 array plus {row: reason} for missing, non-numeric or non-finite ones
@@ -169,8 +193,11 @@ def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None =
     become ``fill`` instead of problems; infinities and other text stay problems."""
     problems: dict[int, str] = {}
     arr = values if isinstance(values, np.ndarray) else None
-    if arr is not None and arr.dtype.kind in "fiub":
-        out = arr.astype(np.float64)
+    if arr is not None and arr.dtype.kind in "fiubm":
+        out = seconds(arr) if arr.dtype.kind == "m" else arr.astype(np.float64)
+        if arr.dtype.kind == "m" and fill is None:
+            for i in np.flatnonzero(np.isnat(arr)).tolist():
+                problems[i] = f"column '{name}': value is missing"
         if fill is not None:
             out[np.isnan(out)] = fill
     else:
@@ -182,6 +209,9 @@ def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None =
                     continue
                 problems[i] = f"column '{name}': value is missing"
                 out[i] = np.nan
+                continue
+            if isinstance(value, datetime.timedelta):
+                out[i] = value.total_seconds()
                 continue
             try:
                 out[i] = float(value)
