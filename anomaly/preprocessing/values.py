@@ -98,7 +98,33 @@ _FORMATTED = re.compile(
 
 
 #: The characters a formatted number has and a plain one has not.
-_FORMAT_MARKS = frozenset(",$€£¥%(\u2212")
+_FORMAT_MARKS = frozenset(",$€£¥%(\u2212:P")  # ':' and 'P': durations (below)
+
+#: A duration as pandas writes a timedelta to CSV (``0 days 00:05:00``, ``-1 days
+#: +23:59:58.500000``: minus a day plus the clock) ...
+_PANDAS_DURATION = re.compile(r"(?P<neg>-)?(?P<days>\d+) days? (?P<clock_sign>[+-])?"
+                              r"(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2}(?:\.\d+)?)")
+#: ... or as ISO 8601 writes one with fixed-length parts (``PT5M30S``, ``P2DT3H``, ``P1W``;
+#: years and months are left out: their length in seconds depends on the calendar).
+_ISO_DURATION = re.compile(
+    r"(?P<neg>-)?P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?")
+
+
+def duration_text(text: str) -> float | None:
+    """Seconds of a duration written as text in pandas' or ISO 8601's form, else None (a
+    clock such as ``00:05:00`` alone is not one: it reads as a time of day too)."""
+    match = _PANDAS_DURATION.fullmatch(text)
+    if match is not None:
+        clock = int(match["h"]) * 3600 + int(match["m"]) * 60 + float(match["s"])
+        days = -int(match["days"]) if match["neg"] else int(match["days"])
+        return days * 86400.0 + (-clock if match["clock_sign"] == "-" else clock)
+    match = _ISO_DURATION.fullmatch(text)
+    if match is None or not any(match[k] for k in "wdhms") or text.endswith("T"):
+        return None
+    total = sum(float(match[k] or 0) * unit for k, unit in
+                (("w", 604800.0), ("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)))
+    return -total if match["neg"] else total
 #: The minus sign of typeset text (U+2212), as word processors and web pages write it.
 _MINUS = "\u2212"
 
@@ -106,7 +132,8 @@ _MINUS = "\u2212"
 def formatted_number(text: str) -> float | None:
     """The number a formatted text stands for (``"12,345.67"`` -> 12345.67, ``"$1,200"`` ->
     1200.0, ``"12.5%"`` -> 0.125, accounting's ``"(1,200.00)"`` -> -1200.0, a typeset
-    minus ``"\u22125"`` -> -5.0), or None when the text is not one. CSV readers (Arrow's
+    minus ``"\u22125"`` -> -5.0, a duration ``"0 days 00:05:00"`` or ``"PT5M"`` -> 300.0
+    seconds, :func:`duration_text`), or None when the text is not one. CSV readers (Arrow's
     among them) read such a field as text; every numeric path reads it through
     :func:`to_float`, which uses this. A per cent is read as the fraction it means; the scale
     of a column does not matter to the model, which standardises it."""
@@ -117,7 +144,7 @@ def formatted_number(text: str) -> float | None:
         return None if value is None or value < 0 else -value
     match = _FORMATTED.fullmatch(text)
     if match is None:
-        return None
+        return duration_text(text)
     sign, currency, sign2, number, percent = match.group(
         "sign", "currency", "sign2", "number", "percent")
     if (sign and sign2) or (sign2 and not currency) or (currency and percent):

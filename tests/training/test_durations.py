@@ -71,3 +71,47 @@ def test_a_duration_column_trains_and_scores_as_seconds(tmp_path: Path) -> None:
     # a call ten times as long as any normal one is an anomaly
     slow = [{"load": 0.0, "took": datetime.timedelta(seconds=float(took_s.max()) * 10)}]
     assert scorer.score_rows(slow).is_anomaly[0]
+
+
+def test_durations_written_as_text_are_seconds(tmp_path: Path) -> None:
+    """A timedelta column that pandas wrote to CSV (``0 days 00:00:07.389000``) or an ISO
+    8601 one (``PT7.389S``) trains through the CLI as seconds, and scores the same as its
+    plain seconds; a bare clock (``00:05:00``) is not read as one."""
+    import subprocess
+    import sys
+
+    from anomaly.preprocessing import formatted_number
+
+    assert formatted_number("-1 days +23:59:58.500000") == -1.5
+    assert formatted_number("P1DT2H30M") == 95400.0 and formatted_number("PT") is None
+    assert formatted_number("00:05:00") is None and formatted_number("P1M") is None
+
+    rng = np.random.default_rng(1)
+    load = rng.normal(size=500)
+    took = np.round(np.exp(2.0 + 0.5 * load + 0.1 * rng.normal(size=500)), 3)
+    frame = pd.DataFrame({"load": load, "took": pd.to_timedelta(took, unit="s")})
+    written = tmp_path / "calls.csv"
+    frame.to_csv(written, index=False)
+    assert "0 days 00:00:" in written.read_text()
+    iso = tmp_path / "iso.csv"
+    pd.DataFrame({"load": load, "took": [f"PT{t}S" for t in took]}).to_csv(iso, index=False)
+    plain = tmp_path / "plain.csv"
+    pd.DataFrame({"load": load, "took": took}).to_csv(plain, index=False)
+
+    def cli(*args: str | Path) -> str:
+        proc = subprocess.run([sys.executable, "-m", "anomaly", *map(str, args)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    out = cli("train", written, "--out", tmp_path / "m", "--epochs", "4", "--quiet")
+    assert "left out" not in out
+    took_col = next(c for c in Scorer(tmp_path / "m").tabular.schema.columns
+                    if c.name == "took")
+    assert isinstance(took_col, NumericColumn) and 5 < took_col.mean < 9
+    scored = {}
+    for name, source in (("text", written), ("iso", iso), ("plain", plain)):
+        cli("score", tmp_path / "m", source, "--out", tmp_path / f"{name}.out.csv")
+        scored[name] = pd.read_csv(tmp_path / f"{name}.out.csv")["score"].to_numpy()
+    np.testing.assert_allclose(scored["text"], scored["plain"], rtol=1e-6)
+    np.testing.assert_allclose(scored["iso"], scored["plain"], rtol=1e-6)
