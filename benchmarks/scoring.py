@@ -213,6 +213,52 @@ def bench_model(m: Model, cells: list[tuple[int, int]], threads: int, seconds: f
     return rows
 
 
+#: (B, L) cells of the device mode (issue #16: samples/s at L = 10 for B = 256 and 4096).
+DEVICE_CELLS = [(256, 10), (4096, 10)]
+
+
+def bench_device(m: Model, provider: str, seconds: float) -> list[dict[str, Any]]:
+    """Samples/s of the bundle's score graph on ``provider`` (CUDAExecutionProvider on a GPU
+    host), two ways per cell, calls interleaved: ``run``, numpy in and out (each call copies
+    x and eps to the device and the score back), and ``iobinding``, x and eps placed on the
+    device once and the score left there (what a caller that keeps its data on the GPU
+    gets). On the CPU provider both are host memory: the same code path, checkable
+    anywhere."""
+    device = "cuda" if provider == "CUDAExecutionProvider" else "cpu"
+    scorer = Scorer(m.bundle, providers=[provider])
+    session = scorer.graph.score_session
+    if session.get_providers()[0] != provider:
+        raise SystemExit(f"{provider} is not available here: {session.get_providers()}")
+    rows = []
+    for B, L in DEVICE_CELLS:
+        x = np.ascontiguousarray(np.resize(m.x, (B, m.x.shape[1])))
+        eps = np.ascontiguousarray(latent_noise(0, B, L, m.vae.latent_dim))
+        binding = session.io_binding()
+        binding.bind_ortvalue_input("x", ort.OrtValue.ortvalue_from_numpy(x, device, 0))
+        binding.bind_ortvalue_input("eps", ort.OrtValue.ortvalue_from_numpy(eps, device, 0))
+        binding.bind_output("score", device)
+
+        def bound(binding: Any = binding) -> None:
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+        bound()
+        np.testing.assert_allclose(binding.copy_outputs_to_cpu()[0],
+                                   session.run(["score"], {"x": x, "eps": eps})[0],
+                                   rtol=1e-4, atol=1e-3)
+        times = interleaved({"run": lambda x=x, eps=eps: session.run(["score"],
+                                                                    {"x": x, "eps": eps}),
+                             "iobinding": bound}, seconds, 5)
+        row: dict[str, Any] = {"model": m.name, "B": B, "L": L, "provider": provider}
+        for name, ts in times.items():
+            row[name] = {"best": B / min(ts), "median": B / float(np.median(ts)),
+                         "calls": len(ts)}
+        rows.append(row)
+        print(f"  {m.name:8s} {provider} B={B:5d} L={L:3d}  run {row['run']['median']:12,.0f}"
+              f"  iobinding {row['iobinding']['median']:12,.0f}  samples/s", flush=True)
+    return rows
+
+
 def table(rows: list[dict[str, Any]], peak: float) -> str:
     lines = ["| model | B | L | lean /s | bundle /s | plain (before) /s | Scorer /s | bundle "
              "GFLOP/s | % of MatMul peak | bundle / lean | bundle / plain | Scorer / bundle |",
@@ -236,8 +282,16 @@ def main() -> None:
     parser.add_argument("--peak-n", type=int, default=2048)
     parser.add_argument("--quick", action="store_true", help="MLP only, three small cells")
     parser.add_argument("--out", type=Path, default=HERE / "results/scoring.json")
+    parser.add_argument("--device", metavar="PROVIDER", default=None,
+                        help="instead of the CPU table: samples/s of each bundle's score graph "
+                             "on this execution provider (CUDAExecutionProvider on a GPU "
+                             "host), numpy feeds vs IO binding, B = 256 and 4096, L = 10; "
+                             "writes results/scoring_device.json")
     args = parser.parse_args()
     run = start_run()
+    if args.device:
+        device_main(args, run)
+        return
     cells = QUICK_CELLS if args.quick else CELLS
     with tempfile.TemporaryDirectory(prefix="scoring-bench-") as tmp:
         models = build_models(Path(tmp), args.data, args.quick)
@@ -262,6 +316,23 @@ def main() -> None:
           f"{run['load_avg_before'][0]:.2f} before, {result['load_avg_after'][0]:.2f} after")
     print(table(rows, peak))
     print(f"wrote {args.out}")
+
+
+def device_main(args: argparse.Namespace, run: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory(prefix="scoring-device-") as tmp:
+        rows = [r for m in build_models(Path(tmp), args.data, args.quick)
+                for r in bench_device(m, args.device, args.seconds)]
+    out = args.out.with_name("scoring_device.json") if args.out.name == "scoring.json" \
+        else args.out
+    result = {**finish_run(run), "provider": args.device, "onnxruntime": ort.__version__,
+              "cells": rows, "note": "samples/s, median call (calls interleaved)"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("| model | B | L | run samples/s | IO binding samples/s |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['B']} | {r['L']} | {r['run']['median']:,.0f} | "
+              f"{r['iobinding']['median']:,.0f} |")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

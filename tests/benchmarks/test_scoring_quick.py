@@ -39,6 +39,26 @@ def test_scoring_quick_mode(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+def test_scoring_device_mode_on_the_cpu_provider(tmp_path: Path) -> None:
+    """The GPU measurement (``--device CUDAExecutionProvider``), its code path run on the CPU
+    provider: numpy feeds and IO binding agree and are timed; an absent provider is an
+    error that says so."""
+    out = tmp_path / "device.json"
+    proc = _run("scoring.py", "--device", "CPUExecutionProvider", "--quick", "--seconds",
+                "0.05", "--out", str(out))
+    cells = json.loads(out.read_text())["cells"]
+    assert [(c["model"], c["B"], c["L"]) for c in cells] == [("mlp", 256, 10), ("mlp", 4096, 10)]
+    assert all(c[k]["median"] > 0 for c in cells for k in ("run", "iobinding"))
+    assert "| mlp | 4096 | 10 |" in proc.stdout
+    missing = subprocess.run([sys.executable, str(REPO / "benchmarks" / "scoring.py"),
+                              "--device", "NoSuchExecutionProvider", "--quick", "--seconds",
+                              "0.05", "--out", str(tmp_path / "x.json")],
+                             capture_output=True, text=True, timeout=880, cwd=REPO)
+    assert missing.returncode != 0 and "is not available here" in missing.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_training_speed_quick_mode(tmp_path: Path) -> None:
     out = tmp_path / "training.json"
     _run("training_speed.py", "--quick", "--threads", "1,product", "--out", str(out))
