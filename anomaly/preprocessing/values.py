@@ -111,6 +111,10 @@ _ISO_DURATION = re.compile(
     r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?")
 
 
+#: A bare clock (``00:05:00``): a time of day as much as a duration, so not read as either.
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
+
+
 def duration_text(text: str) -> float | None:
     """Seconds of a duration written as text in pandas' or ISO 8601's form, else None (a
     clock such as ``00:05:00`` alone is not one: it reads as a time of day too)."""
@@ -245,7 +249,10 @@ def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None =
             except (TypeError, ValueError, OverflowError):  # OverflowError: int beyond float
                 number = formatted_number(value) if isinstance(value, str) else None
                 if number is None:
-                    problems[i] = f"column '{name}': {value!r} is not a number"
+                    problems[i] = f"column '{name}': {value!r} is not a number" + (
+                        " (a clock: send a duration as seconds, or as ISO 8601 such as "
+                        "PT1H30M)" if isinstance(value, str) and _CLOCK.fullmatch(value.strip())
+                        else "")
                     out[i] = np.nan
                     continue
                 out[i] = number

@@ -33,6 +33,10 @@ def test_seconds_in_any_unit() -> None:
     assert problems == {1: "column 't': value is missing"}
     _, problems = to_float("t", np.array([1, "NaT"], dtype="timedelta64[s]"))
     assert problems == {1: "column 't': value is missing"}
+    _, problems = to_float("t", ["00:05:00", "soon"])  # a bare clock is not read, but told
+    assert problems == {0: "column 't': '00:05:00' is not a number (a clock: send a duration "
+                           "as seconds, or as ISO 8601 such as PT1H30M)",
+                        1: "column 't': 'soon' is not a number"}
 
 
 def test_a_duration_column_trains_and_scores_as_seconds(tmp_path: Path) -> None:
