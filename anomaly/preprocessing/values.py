@@ -112,7 +112,15 @@ _ISO_DURATION = re.compile(
 
 
 #: A bare clock (``00:05:00``): a time of day as much as a duration, so not read as either.
-_CLOCK = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
+_BARE_CLOCK = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?")
+
+
+def _hint(value: Any) -> str:
+    """What to send instead of a value that is not a number, where there is a likely
+    reading: a bare clock meant as a duration."""
+    if isinstance(value, str) and _BARE_CLOCK.fullmatch(value.strip()):
+        return " (a clock: send a duration as seconds, or as ISO 8601 such as PT1H30M)"
+    return ""
 
 
 def duration_text(text: str) -> float | None:
@@ -147,8 +155,8 @@ def formatted_number(text: str) -> float | None:
         value = None if inner.lstrip()[:1] in ("+", "-") else formatted_number(inner)
         return None if value is None or value < 0 else -value
     match = _FORMATTED.fullmatch(text)
-    if match is None:
-        return duration_text(text)
+    if match is None:  # a duration has a ':' or a 'P': other text skips both patterns
+        return duration_text(text) if ":" in text or "P" in text else None
     sign, currency, sign2, number, percent = match.group(
         "sign", "currency", "sign2", "number", "percent")
     if (sign and sign2) or (sign2 and not currency) or (currency and percent):
@@ -224,11 +232,15 @@ def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None =
     become ``fill`` instead of problems; infinities and other text stay problems."""
     problems: dict[int, str] = {}
     arr = values if isinstance(values, np.ndarray) else None
-    if arr is not None and arr.dtype.kind in "fiubm":
-        out = seconds(arr) if arr.dtype.kind == "m" else arr.astype(np.float64)
-        if arr.dtype.kind == "m" and fill is None:
+    if arr is not None and arr.dtype.kind == "m":
+        out = seconds(arr)  # NaT -> NaN
+        if fill is None:
             for i in np.flatnonzero(np.isnat(arr)).tolist():
                 problems[i] = f"column '{name}': value is missing"
+        else:
+            out[np.isnan(out)] = fill
+    elif arr is not None and arr.dtype.kind in "fiub":
+        out = arr.astype(np.float64)
         if fill is not None:
             out[np.isnan(out)] = fill
     else:
@@ -249,10 +261,7 @@ def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None =
             except (TypeError, ValueError, OverflowError):  # OverflowError: int beyond float
                 number = formatted_number(value) if isinstance(value, str) else None
                 if number is None:
-                    problems[i] = f"column '{name}': {value!r} is not a number" + (
-                        " (a clock: send a duration as seconds, or as ISO 8601 such as "
-                        "PT1H30M)" if isinstance(value, str) and _CLOCK.fullmatch(value.strip())
-                        else "")
+                    problems[i] = f"column '{name}': {value!r} is not a number{_hint(value)}"
                     out[i] = np.nan
                     continue
                 out[i] = number
