@@ -24,7 +24,6 @@ seeds); AUROC and test FPR, mean over seeds. Writes benchmarks/results/mc_noise.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from scoring import finish_run, start_run  # noqa: E402
+from scoring import finish_run, start_run, write_result  # noqa: E402
 
 from anomaly.calibration.metrics import auroc  # noqa: E402
 from anomaly.calibration.threshold import threshold_for_fpr  # noqa: E402
@@ -57,10 +56,19 @@ class Case:
     report: Any = None  # training.pipeline.TrainReport: the fitted model
 
 
+def calibration_rows(n: int, config: Any) -> np.ndarray:
+    """The rows the pipeline held out for calibration: never fitted on or used to stop."""
+    from training.splits import plan_splits
+
+    plan = plan_splits(n, config.holdout_fraction, config.target_fpr, config.seed)
+    assert plan.method == "holdout", "these cases are large enough for a held-out split"
+    return plan.cal
+
+
 def mnist_case(data: Path, work: Path, quick: bool, architecture: str = "mlp") -> Case:
     from anomaly.bundle import ImageInput
     from training.mnist import load_mnist
-    from training.pipeline import image_config, split_indices, train_images
+    from training.pipeline import image_config, train_images
 
     images, labels = load_mnist(data / "mnist", "train")
     test_images, test_labels = load_mnist(data / "mnist", "test")
@@ -74,7 +82,7 @@ def mnist_case(data: Path, work: Path, quick: bool, architecture: str = "mlp") -
                           target_fpr=0.05)
     name = "mnist" if architecture == "mlp" else f"mnist_{architecture}"
     report = train_images(x, schema, work / name, name, config)
-    _, hold = split_indices(len(x), config.holdout_fraction, config.seed)
+    hold = calibration_rows(len(x), config)
     pick = rng.choice(len(test_images), 600 if quick else 3000, replace=False)
     x_test = (test_images[pick] / 255.0).reshape(len(pick), -1).astype(np.float32)
     return Case(name, report.path, x.reshape(len(x), -1)[hold], x_test,
@@ -84,7 +92,7 @@ def mnist_case(data: Path, work: Path, quick: bool, architecture: str = "mlp") -
 def satellite_case(data: Path, work: Path, quick: bool) -> Case:
     import scipy.io
 
-    from training.pipeline import split_indices, tabular_config, train_tabular
+    from training.pipeline import tabular_config, train_tabular
 
     mat = scipy.io.loadmat(data / "odds" / "satellite.mat")
     X, y = mat["X"].astype(np.float64), mat["y"].ravel().astype(bool)
@@ -97,7 +105,7 @@ def satellite_case(data: Path, work: Path, quick: bool) -> Case:
     config = tabular_config(progress=False, target_fpr=0.05, epochs=20 if quick else 200)
     report = train_tabular(cols, work / "satellite", "satellite", config)
     prep = Scorer(report.path).tabular
-    _, hold = split_indices(n_train, config.holdout_fraction, config.seed)
+    hold = calibration_rows(n_train, config)
     x_hold = prep.transform({k: v[hold] for k, v in cols.items()}).x
     x_test = prep.transform({f"x{j}": X[test_rows, j] for j in range(X.shape[1])}).x
     return Case("satellite", report.path, x_hold, x_test, y[test_rows], report)
@@ -172,12 +180,7 @@ def main() -> None:
                  satellite_case(args.data, Path(tmp), args.quick)]
         rows = [r for case in cases for r in measure(case, args.seeds, ls)]
     result = {**finish_run(run), "seeds": args.seeds, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{result['cpu']}; load {run['load_avg_before'][0]:.2f} before, "
-          f"{result['load_avg_after'][0]:.2f} after")
-    print(table(rows))
-    print(f"wrote {args.out}")
+    write_result(args.out, result, table(rows))
 
 
 if __name__ == "__main__":

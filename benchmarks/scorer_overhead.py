@@ -25,7 +25,6 @@ the 41-column table of ``batch_scoring.py`` (D = 91), and the MNIST MLP 784-400-
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from batch_scoring import make_block  # noqa: E402
-from scoring import finish_run, mnist_images, start_run  # noqa: E402
+from scoring import finish_run, mnist_images, start_run, write_result  # noqa: E402
 
 from anomaly.bundle import ImageInput  # noqa: E402
 from anomaly.inference import Scorer  # noqa: E402
@@ -171,12 +170,7 @@ def main() -> None:
             rows += bench(name, bundle, table_rows, batches, args.calls, args.rounds)
     result = {**finish_run(run), "threads": 1, "cells": rows,
               "note": "medians of single calls, contenders alternating call by call"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{result['cpu']}, 1 intra-op thread; load {run['load_avg_before'][0]:.2f} "
-          f"before, {result['load_avg_after'][0]:.2f} after")
-    print(table(rows))
-    print(f"wrote {args.out}")
+    write_result(args.out, result, table(rows), ", 1 intra-op thread")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,17 @@ def finish_run(started: dict[str, Any]) -> dict[str, Any]:
             "command": " ".join(["python", *sys.argv])}
 
 
+def write_result(out: Path, result: dict[str, Any], table_text: str, setting: str = "") -> None:
+    """Write a run's JSON and print its footer: CPU (and ``setting``), the load before and
+    after (the host is shared), the table, and where the JSON went."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{result['cpu']}{setting}; load {result['load_avg_before'][0]:.2f} before, "
+          f"{result['load_avg_after'][0]:.2f} after")
+    print(table_text)
+    print(f"wrote {out}")
+
+
 def mnist_images(data: Path, n: int) -> np.ndarray:
     """(n, 1, 28, 28) in [0, 1]: MNIST training images, or random ones without the data."""
     from training.mnist import load_mnist

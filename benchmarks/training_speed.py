@@ -41,7 +41,7 @@ from scoring import finish_run, start_run  # noqa: E402
 from anomaly.preprocessing import TabularPreprocessor  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.likelihood import Likelihood  # noqa: E402
-from training.pipeline import split_indices  # noqa: E402
+from training.splits import plan_splits  # noqa: E402
 from training.tabular import infer_schema, likelihood_blocks  # noqa: E402
 from training.trainer import choose_threads, fit, train_threads  # noqa: E402
 from training.vae import VAE, build_vae  # noqa: E402
@@ -60,7 +60,8 @@ def encode(cols: dict[str, np.ndarray], config: TrainConfig
            ) -> tuple[np.ndarray, np.ndarray, Likelihood]:
     """The pipeline's split and encoding (train_tabular without the fit)."""
     n = len(next(iter(cols.values())))
-    tr, ho = split_indices(n, config.holdout_fraction, config.seed)
+    plan = plan_splits(n, config.holdout_fraction, config.target_fpr, config.seed)
+    tr, ho = plan.train, plan.val  # the pipeline's fitting and early-stopping rows
     schema = infer_schema({k: v[tr] for k, v in cols.items()})
     prep = TabularPreprocessor(schema)
     x_train = prep.transform({k: v[tr] for k, v in cols.items()}).x

@@ -59,6 +59,22 @@ def test_scoring_device_mode_on_the_cpu_provider(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+def test_scorer_overhead_runs(tmp_path: Path) -> None:
+    out = tmp_path / "overhead.json"
+    proc = _run("scorer_overhead.py", "--calls", "200", "--rounds", "2", "--batches", "1",
+                "--out", str(out))
+    cells = json.loads(out.read_text())["cells"]
+    assert [c["model"] for c in cells] == ["breast (D=30)", "table41 (D=91)",
+                                           "mlp 784-400-200-20"]
+    for c in cells:
+        assert c["B"] == 1 and 0 < c["scorer_over_raw"] < 2
+        assert all(v > 0 for v in c["median_us"].values())
+    assert "rows_over_raw" in cells[0] and "rows_over_raw" not in cells[2]
+    assert "| breast (D=30) | 1 | 16 |" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_training_speed_quick_mode(tmp_path: Path) -> None:
     out = tmp_path / "training.json"
     _run("training_speed.py", "--quick", "--threads", "1,product", "--out", str(out))
