@@ -67,7 +67,7 @@ def bench(case: Case, threads: int, seconds: float) -> dict[str, Any]:
     for name, graph in graphs.items():
         hold = graph.score(case.x_hold, DEFAULT_SEED, m.mc_samples).astype(np.float64)
         test = graph.score(case.x_test, DEFAULT_SEED, m.mc_samples).astype(np.float64)
-        thr = calibrate(hold, target, np.random.default_rng(0), seed=DEFAULT_SEED)
+        thr = calibrate(hold, target, seed=DEFAULT_SEED)
         fpr = float(np.mean(test[~case.y_test] > thr.value))
         out[name] = {"auroc": auroc(test, case.y_test), "test_fpr": fpr,
                      "fpr_ci": list(thr.fpr_ci), "threshold": thr.value,
