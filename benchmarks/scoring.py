@@ -337,13 +337,10 @@ def device_main(args: argparse.Namespace, run: dict[str, Any]) -> None:
         else args.out
     result = {**finish_run(run), "provider": args.device, "onnxruntime": ort.__version__,
               "cells": rows, "note": "samples/s, median call (calls interleaved)"}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print("| model | B | L | run samples/s | IO binding samples/s |\n|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['model']} | {r['B']} | {r['L']} | {r['run']['median']:,.0f} | "
-              f"{r['iobinding']['median']:,.0f} |")
-    print(f"wrote {out}")
+    lines = ["| model | B | L | run samples/s | IO binding samples/s |", "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['B']} | {r['L']} | {r['run']['median']:,.0f} | "
+              f"{r['iobinding']['median']:,.0f} |" for r in rows]
+    write_result(out, result, "\n".join(lines), f", {args.device}")
 
 
 if __name__ == "__main__":
