@@ -132,7 +132,7 @@ def test_make_test_and_ci_share_the_script() -> None:
     ci = (REPO / ".ci" / "run").read_text()
     assert ".ci/tools.sh --container --require" in ci and "apt-get" not in ci
     steps = [line for line in ci.splitlines() if line and not line.startswith("#")]
-    assert steps[-3:] == [".ci/tools.sh --container --require", "make test",
+    assert steps[-4:] == [".ci/tools.sh --container --require", "make test", "make test-slow",
                           "make test-container"]
 
 
