@@ -1,7 +1,7 @@
 """ODDS tabular benchmark: ours (default settings, the public API) beside eight PyOD detectors.
 
     python benchmarks/odds.py --data ../shared/data/odds [--quick] [--tables glass wbc]
-                              [--seeds 0 1 2] [--jobs 2]
+                              [--seeds 0 1 2] [--jobs 2] [--beta 0.5 --hidden 256,128 ...]
 
 For each table and seed: a stratified 60/40 split (``sklearn.model_selection.train_test_split``,
 ``random_state=seed``); the *normal* rows of the 60% part are the training data of every
@@ -20,7 +20,10 @@ largest variance.
 
 A detector that fails on a table (ours refusing a small table, a diverged training) is recorded
 with its error and counted at chance (AUROC 0.5, AUPRC = the test outlier share) in the means
-and ranks, so failures cost what a user would lose. Writes benchmarks/results/odds{suffix}.json
+and ranks, so failures cost what a user would lose. Any ``anomaly train`` setting given as a
+flag (``--beta 0.5``, ``--latent-dim 16``, ...) replaces that product default for ours in every
+split: how a candidate default is measured; the run's JSON records them under
+``ours_settings``. Writes benchmarks/results/odds{suffix}.json
 after every (table, seed) and a markdown table next to it. Exits 0 with a message when the data
 folder is absent.
 """
@@ -48,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from anomaly.calibration import auprc, auroc  # noqa: E402
+from anomaly.cli.flags import Setting, add_arguments, given  # noqa: E402
 
 TABLES = ("arrhythmia", "cardio", "glass", "lympho", "musk", "optdigits", "pendigits", "pima",
           "satellite", "thyroid", "wbc")
@@ -145,13 +149,14 @@ def pyod_scores(name: str, x_train: np.ndarray, x_test: np.ndarray, seed: int
 
 
 def ours_scores(x_train: np.ndarray, x_test: np.ndarray, seed: int, workdir: Path,
-                epochs: int | None = None) -> tuple[np.ndarray, float, dict[str, Any]]:
-    """Train a bundle with the product defaults and score the test rows through it:
-    (scores, threshold, facts about the run)."""
+                epochs: int | None = None, overrides: dict[str, Any] | None = None
+                ) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """Train a bundle with the product defaults (but ``overrides``, the training settings
+    given as flags) and score the test rows through it: (scores, threshold, facts)."""
     from anomaly.inference import Scorer
     from training.pipeline import tabular_config, train_tabular
 
-    settings: dict[str, Any] = {"seed": seed, "progress": False}
+    settings: dict[str, Any] = {**(overrides or {}), "seed": seed, "progress": False}
     if epochs:
         settings["epochs"] = epochs  # --quick / --epochs only: a smoke run
     config = tabular_config(**settings)
@@ -202,8 +207,8 @@ def run_one(table: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         try:
             if det == OURS:
                 with tempfile.TemporaryDirectory() as tmp:
-                    scores, threshold, facts = ours_scores(x_train, x_test, seed,
-                                                           Path(tmp), args.epochs)
+                    scores, threshold, facts = ours_scores(x_train, x_test, seed, Path(tmp),
+                                                           args.epochs, args.ours_settings)
                 normal = y_test == 0
                 out["ours"] = {**facts,
                                "test_fpr": float(np.mean(scores[normal] > threshold)),
@@ -337,7 +342,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="blank this share of the cells of every split (missing values at "
                         "random): ours gets the gaps, PyOD median-imputed rows")
     p.add_argument("--verbose", action="store_true", help="print the traceback of failures")
-    return p.parse_args(argv)
+    group = p.add_argument_group(
+        "ours: training settings", "each given flag replaces that product default in every "
+        "split (measuring a candidate default; ours only, PyOD is unaffected)")
+    settings = train_settings()
+    add_arguments(group, settings)
+    args = p.parse_args(argv)
+    args.ours_settings = given(args, settings)
+    return args
+
+
+def train_settings() -> list[Setting]:
+    """``anomaly train``'s settings, less those the protocol fixes (the seed is the split's;
+    ``--epochs`` above is the smoke-run override) or that do not apply to tables."""
+    from anomaly.cli.flags import dataclass_settings
+    from training.config import TrainConfig
+
+    fixed = {"seed", "epochs", "device", "architecture", "likelihood", "conv_channels", "dense",
+             "reference"}
+    return dataclass_settings(TrainConfig, skip=fixed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{cpu_model()}, {args.jobs} job(s) x {args.threads} torch thread(s)",
             "epochs_override": args.epochs, "seeds": seeds, "detectors": list(detectors),
-            "gaps": args.gaps}
+            "gaps": args.gaps, "ours_settings": args.ours_settings}
     tasks = [(t, s) for t in tables for s in seeds]
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
