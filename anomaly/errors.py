@@ -50,13 +50,29 @@ class MissingExtraError(AnomalyError):
         self.extra = extra
 
 
+#: Longest quotation of a client's value or name in a message, in characters of its repr.
+QUOTE_LIMIT = 80
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """A value as a message quotes it: its repr, cut after ``limit`` characters with how long
+    it was. A hostile or broken client (a 100,000-character header, a column value that is a
+    whole file) would otherwise get its input echoed back, and logged, in full."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def listed(names: list[str], limit: int = 10) -> str:
     """Names for a message: the list as Python writes it, cut after ``limit`` names with how
-    many more there are, so that a row with 20,000 stray keys or a 1,500-column schema
-    gives a readable line rather than a message the size of the request."""
+    many more there are (and each name after :data:`QUOTE_LIMIT` characters), so that a row
+    with 20,000 stray keys or a 1,500-column schema gives a readable line rather than a
+    message the size of the request."""
+    shown = "[" + ", ".join(quoted(n) for n in names[:limit]) + "]"
     if len(names) <= limit:
-        return repr(list(names))
-    return f"{list(names[:limit])!r} and {len(names) - limit:,} more"
+        return shown
+    return f"{shown} and {len(names) - limit:,} more"
 
 
 def near_names(missing: list[str], present: Collection[str], limit: int = 3) -> str:

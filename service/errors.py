@@ -86,9 +86,16 @@ def status_of(exc: AnomalyError | type[AnomalyError]) -> int:
     return 500
 
 
+#: Longest error message a response carries, in characters: messages quote a client's values
+#: cut short (:func:`anomaly.errors.quoted`); this bounds any that does not.
+MAX_MESSAGE = 4096
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None
                    ) -> Response:
     """A JSON error body; ``content-type: application/json``."""
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... (message cut: {len(message):,} characters)"
     return Response(json.dumps({"error": message}), status_code=status, headers=headers,
                     media_type="application/json")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from anomaly.bundle import MANIFEST
-from anomaly.errors import AnomalyError
+from anomaly.errors import AnomalyError, quoted
 from anomaly.inference import Scorer
 from service.batching import BatchConfig, DynamicBatcher
 from service.config import Settings
@@ -162,7 +162,7 @@ class ModelRepository:
         entry = self.models.get(name)
         if entry is None:
             known = ", ".join(sorted(self.models)) or "none"
-            raise ModelNotFoundError(f"no model named '{name}' is loaded (loaded: {known})")
+            raise ModelNotFoundError(f"no model named {quoted(name)} is loaded (loaded: {known})")
         if version is None:
             latest = entry.latest
             if latest is None:

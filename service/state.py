@@ -18,7 +18,7 @@ from fastapi import Request
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from anomaly.errors import AnomalyError, InputError, listed
+from anomaly.errors import QUOTE_LIMIT, AnomalyError, InputError, listed, quoted
 from service.batching import Admission
 from service.config import Settings
 from service.errors import AuthError, OverloadedError, status_of
@@ -122,7 +122,7 @@ def query_bool(request: Request, key: str, default: bool = False) -> bool:
     value = raw.strip().lower()
     if value in TRUE or value in FALSE:
         return value in TRUE
-    raise InputError(f"query parameter {key}={raw!r} must be true or false")
+    raise InputError(f"query parameter {key}={quoted(raw)} must be true or false")
 
 
 def query_int(request: Request, key: str, lo: int, hi: int) -> int | None:
@@ -133,9 +133,11 @@ def query_int(request: Request, key: str, lo: int, hi: int) -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise InputError(f"query parameter {key}={raw!r} must be an integer") from None
+        raise InputError(f"query parameter {key}={quoted(raw)} must be an integer"
+                         ) from None
     if not lo <= value <= hi:
-        raise InputError(f"query parameter {key}={value} must be in [{lo}, {hi}]")
+        shown = value if len(raw) <= QUOTE_LIMIT else quoted(raw)
+        raise InputError(f"query parameter {key}={shown} must be in [{lo}, {hi}]")
     return value
 
 
@@ -179,7 +181,7 @@ def refuse_unknown_query(request: Request, params: Sequence[QueryParam]) -> None
     if unknown:
         close = difflib.get_close_matches(unknown[0], names, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise InputError(f"unknown query parameter '{unknown[0]}'{hint}: this endpoint "
+        raise InputError(f"unknown query parameter {quoted(unknown[0])}{hint}: this endpoint "
                          f"takes {', '.join(sorted(names))}")
 
 

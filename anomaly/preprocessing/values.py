@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from anomaly.errors import InputError
+from anomaly.errors import InputError, quoted
 
 #: Up to this many values :func:`all_finite` sums them as Python floats (no numpy call
 #: overhead); above it numpy's isfinite pass is the faster.
@@ -261,7 +261,8 @@ def to_float(name: str, values: Sequence[Any] | np.ndarray, fill: float | None =
             except (TypeError, ValueError, OverflowError):  # OverflowError: int beyond float
                 number = formatted_number(value) if isinstance(value, str) else None
                 if number is None:
-                    problems[i] = f"column '{name}': {value!r} is not a number{_hint(value)}"
+                    problems[i] = (f"column '{name}': {quoted(value)} is not a number"
+                                   f"{_hint(value)}")
                     out[i] = np.nan
                     continue
                 out[i] = number

@@ -383,3 +383,35 @@ def test_lenient_input_is_an_explicit_opt_in(server: Server, bundles: TrainedBun
     assert [r.status_code for r in by_setting] == [200, 200, 200]
     assert [r.status_code for r in overridden] == [422, 422, 422]
 
+
+
+def test_a_clients_long_values_are_not_echoed_back(server: Server,
+                                                   bundles: TrainedBundles) -> None:
+    """A 100,000-character column name, value or query parameter gets its 4xx with the
+    offending text quoted short, not the request echoed back (and logged) in full."""
+    row = bundles.cancer_rows[0]
+    first = next(iter(row))
+    long = "z" * 100_000
+    header = ",".join(row)
+    sends: dict[str, tuple[str, dict[str, Any]]] = {
+        "column name": (CANCER, {"json": {"rows": [{**row, long: 1.0}]}}),
+        "column value": (CANCER, {"json": {"rows": [{**row, first: long}]}}),
+        "nested value": (CANCER, {"json": {"rows": [{**row, first: [long]}]}}),
+        "body key": (CANCER, {"json": {"rows": [row], long: 1}}),
+        "csv header": (CANCER, {"content": f"{long},{header}\n1,{','.join(['1'] * len(row))}",
+                                "headers": {"Content-Type": "text/csv"}}),
+        "csv value": (CANCER, {"content": f"{header}\n{long},{','.join(['1'] * (len(row) - 1))}",
+                               "headers": {"Content-Type": "text/csv"}}),
+        "query name": (f"{CANCER}?{'q' * 5000}=1", {"json": {"rows": [row]}}),
+        "query value": (f"{CANCER}?mc_samples={'9' * 4000}", {"json": {"rows": [row]}}),
+        "query bool": (f"{CANCER}?explain={'y' * 5000}", {"json": {"rows": [row]}}),
+        "model name": (f"/v1/models/{'m' * 5000}/score", {"json": {"rows": [row]}}),
+    }
+    with server.client() as c:
+        for name, (path, kwargs) in sends.items():
+            headers = {**AUTH, **kwargs.pop("headers", {})}
+            r = c.post(path, headers=headers, **kwargs)
+            assert 400 <= r.status_code < 500, (name, r.status_code, r.text[:300])
+            message = r.json()["error"]
+            assert len(message) < 1500, (name, len(message), message[:300])
+            assert "characters)" in message, (name, message)
