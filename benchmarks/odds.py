@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from anomaly.calibration import auprc, auroc  # noqa: E402
-from anomaly.cli.flags import Setting, add_arguments, given  # noqa: E402
+from anomaly.cli.flags import Setting, add_arguments, dataclass_settings, given  # noqa: E402
 
 TABLES = ("arrhythmia", "cardio", "glass", "lympho", "musk", "optdigits", "pendigits", "pima",
           "satellite", "thyroid", "wbc")
@@ -355,7 +355,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def train_settings() -> list[Setting]:
     """``anomaly train``'s settings, less those the protocol fixes (the seed is the split's;
     ``--epochs`` above is the smoke-run override) or that do not apply to tables."""
-    from anomaly.cli.flags import dataclass_settings
     from training.config import TrainConfig
 
     fixed = {"seed", "epochs", "device", "architecture", "likelihood", "conv_channels", "dense",
