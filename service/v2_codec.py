@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 from starlette.responses import Response
 
-from anomaly.errors import InputError
+from anomaly.errors import InputError, quoted
 from service.errors import ProtocolError
 from service.state import loads
 
@@ -70,12 +70,12 @@ def read_inputs(header: dict[str, Any], binary: bytes, model: str) -> dict[str, 
             raise ProtocolError(f"input {i} has no name")
         expected = INPUT_DATATYPES.get(name)
         if expected is None:
-            raise ProtocolError(f"unexpected inference input '{name}' for model '{model}': "
+            raise ProtocolError(f"unexpected inference input {quoted(name)} for model '{model}': "
                                 "it takes 'x' and, optionally, 'seed'")
         if name in out:
             raise ProtocolError(f"input '{name}' is given twice")
         if datatype != expected:
-            raise ProtocolError(f"unexpected datatype {datatype!r} for inference input "
+            raise ProtocolError(f"unexpected datatype {quoted(datatype)} for inference input "
                                 f"'{name}', expecting {expected} (no conversion is done: "
                                 "convert on the client)")
         if (not isinstance(shape, list) or not shape
@@ -91,16 +91,18 @@ def read_inputs(header: dict[str, Any], binary: bytes, model: str) -> dict[str, 
             if not isinstance(nbytes, int) or nbytes != size * dtype.itemsize \
                     or offset + nbytes > len(binary):
                 raise ProtocolError(f"input '{name}': binary_data_size {nbytes} does not "
-                                    f"match shape {shape} of {datatype} or the bytes sent")
+                                    f"match shape {quoted(shape)} of {datatype} or the bytes sent")
             arr = np.frombuffer(binary, dtype=dtype, count=size, offset=offset)
             offset += nbytes
         else:
             try:
                 arr = np.asarray(spec.get("data"), dtype=np.float64)
             except (TypeError, ValueError) as exc:
-                raise ProtocolError(f"input '{name}': data must be numbers ({exc})") from exc
+                raise ProtocolError(f"input '{name}': data must be numbers "
+                                    f"({quoted(str(exc))})") from exc
             if arr.size != size:
-                raise ProtocolError(f"input '{name}': {arr.size} values for shape {shape}")
+                raise ProtocolError(f"input '{name}': {arr.size} values for shape "
+                                    f"{quoted(shape)}")
         out[name] = arr.reshape(shape)
     if offset != len(binary):
         raise ProtocolError(f"{len(binary) - offset} bytes of binary data are not claimed by "
@@ -174,7 +176,7 @@ def response(header: dict[str, Any], params: dict[str, Any], body: dict[str, Any
         for spec in requested:
             name = spec.get("name") if isinstance(spec, dict) else None
             if name not in arrays:
-                raise ProtocolError(f"unknown output {name!r}; this model has {list(arrays)}")
+                raise ProtocolError(f"unknown output {quoted(name)}; this model has {list(arrays)}")
             oparams = spec.get("parameters") or {}
             wanted.append((name, bool(oparams.get("binary_data", binary_default))
                            if isinstance(oparams, dict) else binary_default))

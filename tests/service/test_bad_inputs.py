@@ -407,6 +407,12 @@ def test_a_clients_long_values_are_not_echoed_back(server: Server,
         "query bool": (f"{CANCER}?explain={'y' * 5000}", {"json": {"rows": [row]}}),
         "model name": (f"/v1/models/{'m' * 5000}/score", {"json": {"rows": [row]}}),
     }
+    x = {"name": "x", "shape": [1, len(row)], "datatype": "FP32", "data": [[1.0] * len(row)]}
+    for name, body in {"oip input name": {"inputs": [{**x, "name": long}]},
+                       "oip datatype": {"inputs": [{**x, "datatype": long}]},
+                       "oip data": {"inputs": [{**x, "data": [long] + [1.0] * (len(row) - 1)}]},
+                       "oip output": {"inputs": [x], "outputs": [{"name": long}]}}.items():
+        sends[name] = (INFER, {"json": body})
     with server.client() as c:
         for name, (path, kwargs) in sends.items():
             headers = {**AUTH, **kwargs.pop("headers", {})}
