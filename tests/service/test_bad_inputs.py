@@ -384,7 +384,6 @@ def test_lenient_input_is_an_explicit_opt_in(server: Server, bundles: TrainedBun
     assert [r.status_code for r in overridden] == [422, 422, 422]
 
 
-
 def test_a_clients_long_values_are_not_echoed_back(server: Server,
                                                    bundles: TrainedBundles) -> None:
     """A 100,000-character column name, value or query parameter gets its 4xx with the
