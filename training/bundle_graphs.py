@@ -25,11 +25,12 @@ from training.vae import VAE
 
 
 def export_for_bundle(model: VAE, reference: nn.Module | None, x_fit: np.ndarray,
-                      config: TrainConfig, kl: bool = False) -> ExportedGraphs:
+                      config: TrainConfig, kl: bool = False,
+                      latent_prior: nn.Module | None = None) -> ExportedGraphs:
     """Both graphs of a fitted model; int8 ones are calibrated on ``x_fit``, rows the model
     was fitted on (never the calibration rows: their scores must stay exchangeable with new
     normal data)."""
-    graphs = export_graphs(model, reference, kl=kl)
+    graphs = export_graphs(model, reference, kl=kl, latent_prior=latent_prior)
     if config.precision == "int8":
         from training.quantize import quantize_graphs
 
@@ -53,14 +54,17 @@ TORCH_CHUNK = 4096
 
 
 def score_unexported(model: VAE, reference: nn.Module | None, x: np.ndarray,
-                     config: TrainConfig, kl: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                     config: TrainConfig, kl: bool = False,
+                     latent_prior: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray]:
     """As :func:`score_rows` for a float32 model that is not exported: the score-only
     :class:`ScoringGraph` in torch, the same noise as the graphs get (equal to the exported
     graph's scores to float32 rounding, tests/training/test_export_parity.py)."""
     if config.precision != "fp32":
         raise ValueError("only float32 models are scored without export")
     ref = copy.deepcopy(reference).cpu().eval() if reference is not None else None
-    module = ScoringGraph(copy.deepcopy(model).cpu().eval(), ref, explain=False, kl=kl).eval()
+    prior = copy.deepcopy(latent_prior).cpu().eval() if latent_prior is not None else None
+    module = ScoringGraph(copy.deepcopy(model).cpu().eval(), ref, explain=False, kl=kl,
+                          latent_prior=prior).eval()
     scores, weights = [], []
     with torch.no_grad():
         for start in range(0, x.shape[0], TORCH_CHUNK):

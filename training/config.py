@@ -73,7 +73,11 @@ class TrainConfig:
         "tables: the encoder reads standardised values clipped to [-C, C] (the likelihood "
         "still scores the real value), so one extreme value cannot overflow it", metavar="C"))
     score_kl: bool = field(default=True, metadata=_flag(
-        "tables: add KL(q(z|x) || p(z)) to the score (the free_energy score kind)"))
+        "tables: add how atypical the row's latent code is to the score (see --latent-codes)"))
+    latent_codes: int = field(default=1024, metadata=_flag(
+        "tables, with --score-kl: measure the row's code against the codes of up to N "
+        "fitted rows (aggregate_free_energy score); 0: against N(0, I), KL(q(z|x) || p(z)) "
+        "(free_energy)", metavar="N"))
     grad_clip: float = field(default=5.0, metadata=_flag(
         "largest gradient norm per step (0: no clipping)"))
     #: "local": score images by the likelihood ratio against a local-smoothness reference
@@ -97,6 +101,7 @@ class TrainConfig:
             (self.encoder_clip is None or self.encoder_clip > 0,
              f"encoder_clip must be positive, got {self.encoder_clip}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.latent_codes >= 0, f"latent_codes must be >= 0, got {self.latent_codes}"),
             (self.kl_warmup_epochs >= 0,
              f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}"),
             (0 < self.holdout_fraction < 1,

@@ -65,24 +65,29 @@ def export_module(module: nn.Module, input_dim: int, latent_dim: int,
     return model.SerializeToString()
 
 
-def export_graphs(vae: VAE, reference: nn.Module | None = None, kl: bool = False
-                  ) -> ExportedGraphs:
+def export_graphs(vae: VAE, reference: nn.Module | None = None, kl: bool = False,
+                  latent_prior: nn.Module | None = None) -> ExportedGraphs:
     """Both scoring graphs of this VAE (on CPU), with the reference likelihood inside them
     when one is given, and KL(q(z|x) || p(z)) added to the score with ``kl`` (the
-    ``free_energy`` score kind)."""
+    ``free_energy`` score kind), or with ``kl`` and a ``latent_prior`` the code's weighted
+    divergence from the fitted rows' codes (``aggregate_free_energy``)."""
     ref = copy.deepcopy(reference).cpu().eval() if reference is not None else None
+    prior = copy.deepcopy(latent_prior).cpu().eval() if latent_prior is not None else None
     model = copy.deepcopy(vae).cpu().eval()
     full = export_module(
-        ScoringGraph(model, ref, explain=True, kl=kl).eval(), vae.input_dim, vae.latent_dim,
+        ScoringGraph(model, ref, explain=True, kl=kl, latent_prior=prior).eval(),
+        vae.input_dim, vae.latent_dim,
         FULL_OUTPUT_NAMES, "vae-anomaly reconstruction probability: x (B, D), eps (L, B, d_z) "
         "-> score (B,), feature_scores (B, D), reconstruction (B, D), log_weights (L, B)")
     score = export_module(
-        ScoringGraph(model, ref, explain=False, kl=kl).eval(), vae.input_dim, vae.latent_dim,
+        ScoringGraph(model, ref, explain=False, kl=kl, latent_prior=prior).eval(),
+        vae.input_dim, vae.latent_dim,
         SCORE_OUTPUT_NAMES, "vae-anomaly reconstruction probability, score only: x (B, D), "
         "eps (L, B, d_z) -> score (B,), log_weights (L, B)")
     return ExportedGraphs(full, score)
 
 
-def export_onnx(vae: VAE, reference: nn.Module | None = None, kl: bool = False) -> bytes:
+def export_onnx(vae: VAE, reference: nn.Module | None = None, kl: bool = False,
+                latent_prior: nn.Module | None = None) -> bytes:
     """The full graph alone (score, feature_scores, reconstruction, log_weights)."""
-    return export_graphs(vae, reference, kl).full
+    return export_graphs(vae, reference, kl, latent_prior).full

@@ -37,6 +37,7 @@ from anomaly.errors import InputError
 from anomaly.inference.frame import frame_columns, is_frame
 from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import TabularPreprocessor
+from training.aggregate_posterior import STATS_ROWS, AggregatePosterior, fit_aggregate_posterior
 from training.bundle_graphs import (
     export_for_bundle,
     score_rows,
@@ -162,11 +163,13 @@ class _Fitted:
     graphs: ExportedGraphs | None  # None: a fold model, never shipped nor exported
     reference: LocalReference | None
     kl: bool
+    latent_prior: AggregatePosterior | None
 
     def scores(self, x: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
         """(scores (N,), their standard errors (N,)) of rows ``x``, in row order."""
         if self.graphs is None:
-            return score_unexported(self.result.model, self.reference, x, config, self.kl)
+            return score_unexported(self.result.model, self.reference, x, config, self.kl,
+                                    self.latent_prior)
         return score_rows(self.graphs, x, config)
 
 
@@ -189,10 +192,20 @@ def _fit_one(x_fit: np.ndarray, x_val: np.ndarray, likelihood: Likelihood,
         raise InputError(f"unknown reference {config.reference!r}: use 'local' or 'none'")
     result = fit(vae, x_fit, x_val, config)
     kl = tabular and config.score_kl
+    prior = None
+    if kl and config.latent_codes > 0:
+        # the weight needs the fitted rows' -log RP: scored as the graph will, without the
+        # latent term (the rows the weight is taken from, at most STATS_ROWS of them)
+        rows = np.random.default_rng(config.seed).permutation(x_fit.shape[0])[:STATS_ROWS]
+        rec = np.full(x_fit.shape[0], np.nan)
+        rec[rows] = score_unexported(result.model, None, x_fit[rows],
+                                     dataclasses.replace(config, precision="fp32"))[0]
+        prior = fit_aggregate_posterior(result.model, x_fit, rec, config.latent_codes,
+                                        config.seed)
     if not shipped and config.precision == "fp32":
-        return _Fitted(result, None, reference, kl)
-    return _Fitted(result, export_for_bundle(result.model, reference, x_fit, config, kl=kl),
-                   reference, kl)
+        return _Fitted(result, None, reference, kl, prior)
+    return _Fitted(result, export_for_bundle(result.model, reference, x_fit, config, kl=kl,
+                                             latent_prior=prior), reference, kl, prior)
 
 
 def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: InputSchema,
@@ -239,13 +252,16 @@ def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: Input
                        if k in ("beta", "epochs", "batch_size", "lr", "kl_warmup_epochs",
                                 "patience", "grad_clip")},
                     "calibration": plan.method, "folds": len(plan.folds),
-                    "reference": reference.describe() if reference is not None else None}
+                    "reference": reference.describe() if reference is not None else None,
+                    "latent_prior": (final.latent_prior.describe()
+                                     if final.latent_prior is not None else None)}
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, name=name,
         kind="tabular" if isinstance(schema, TabularInput) else "image",
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         input=schema,
-        model=ModelInfo(score=_score_kind(reference is not None, tabular and config.score_kl),
+        model=ModelInfo(score=_score_kind(reference is not None, tabular and config.score_kl,
+                                          final.latent_prior is not None),
                         likelihood=likelihood.kind,
                         architecture=config.architecture,
                         input_dim=int(x.shape[1]), latent_dim=config.latent_dim,
@@ -264,10 +280,12 @@ def _train(x: np.ndarray, plan: SplitPlan, likelihood: Likelihood, schema: Input
     return TrainReport(path, load_bundle(path).manifest, result, calibration)
 
 
-def _score_kind(reference: bool, kl: bool) -> ScoreKind:
+def _score_kind(reference: bool, kl: bool, aggregate: bool) -> ScoreKind:
     if reference:
         return "likelihood_ratio"
-    return "free_energy" if kl else "reconstruction_probability"
+    if kl:
+        return "aggregate_free_energy" if aggregate else "free_energy"
+    return "reconstruction_probability"
 
 
 def _warn_about(threshold: ThresholdInfo) -> None:

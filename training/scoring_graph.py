@@ -144,9 +144,12 @@ class ScoringGraph(nn.Module):
     cat_real: torch.Tensor  # (NC,) the grid's real (not padding) slots
 
     def __init__(self, vae: VAE, reference: nn.Module | None = None, explain: bool = False,
-                 kl: bool = False) -> None:
+                 kl: bool = False, latent_prior: nn.Module | None = None) -> None:
         super().__init__()
         self.kl = kl
+        # with kl: the code against the fitted rows' codes (training.aggregate_posterior)
+        # instead of N(0, I)
+        self.latent_prior = latent_prior
         self.encoder_clip = vae.config.get("encoder_clip")
         lik = vae.likelihood
         dims = {kind: lik.dims(kind) for kind in ("gaussian", "bernoulli", "categorical")}
@@ -241,7 +244,9 @@ class ScoringGraph(nn.Module):
         for term in terms[1:]:
             total = total + term  # (L, B)
         score = log_l - torch.logsumexp(total, dim=0)  # (B,)
-        if self.kl:  # KL(q(z|x) || N(0, I)) = sum 0.5 (mu^2 + sigma^2 - 1) - log sigma
+        if self.kl and self.latent_prior is not None:
+            score = score + self.latent_prior(mu, log_sigma)  # (B,)
+        elif self.kl:  # KL(q(z|x) || N(0, I)) = sum 0.5 (mu^2 + sigma^2 - 1) - log sigma
             score = score + (0.5 * (mu * mu + sigma * sigma - 1.0) - log_sigma).sum(-1)
         ref = self.reference(x) if self.reference is not None else None  # (B, D)
         if ref is not None:

@@ -86,14 +86,18 @@ class ReconstructionProbability(nn.Module):
     :mod:`training.reference`) both scores become negative log likelihood ratios:
     ``-log RP(x) + log p_ref(x)``, and ``-log RP_j(x) + log p_ref(x_j)`` per feature.
     With ``kl`` the score adds KL(q(z|x) || p(z)), how atypical x's code is (the
-    ``free_energy`` score kind); per-feature scores are unchanged.
+    ``free_energy`` score kind), or with a ``latent_prior`` too, the weighted divergence of
+    x's code from the fitted rows' codes (``aggregate_free_energy``, see
+    :mod:`training.aggregate_posterior`); per-feature scores are unchanged.
     """
 
-    def __init__(self, vae: VAE, reference: nn.Module | None = None, kl: bool = False) -> None:
+    def __init__(self, vae: VAE, reference: nn.Module | None = None, kl: bool = False,
+                 latent_prior: nn.Module | None = None) -> None:
         super().__init__()
         self.vae = vae
         self.reference = reference
         self.kl = kl
+        self.latent_prior = latent_prior
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -106,7 +110,9 @@ class ReconstructionProbability(nn.Module):
         score = log_l - torch.logsumexp(ll.sum(-1), dim=0)  # (B,)
         feature_scores = log_l - torch.logsumexp(ll, dim=0)  # (B, D)
         reconstruction = self.vae.likelihood.mean(loc, scale_raw).mean(0)  # (B, D)
-        if self.kl:
+        if self.kl and self.latent_prior is not None:
+            score = score + self.latent_prior(mu, 0.5 * logvar)
+        elif self.kl:
             score = score + kl_divergence(mu, logvar)
         if self.reference is not None:
             ref = self.reference(x)  # (B, D) log p_ref per feature

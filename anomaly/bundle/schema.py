@@ -122,8 +122,13 @@ InputSchema = Annotated[TabularInput | ImageInput, Field(discriminator="kind")]
 #: ``likelihood_ratio``: -log RP(x) + log p_ref(x), against a local-smoothness reference
 #: fitted on the normal training images (see ``training/reference.py``);
 #: ``free_energy``: -log RP(x) + KL(q(z|x) || p(z)), the reconstruction probability plus how
-#: atypical x's latent code is (the tabular default).
-ScoreKind = Literal["reconstruction_probability", "likelihood_ratio", "free_energy"]
+#: atypical x's latent code is under the prior;
+#: ``aggregate_free_energy``: -log RP(x) + w D(x), D how atypical x's code is among the codes
+#: of the normal rows the model was fitted on, w (in the manifest's ``model.config``) the
+#: ratio of the two terms' spreads over those rows (the tabular default since 2026-12-07;
+#: ``training/aggregate_posterior.py``).
+ScoreKind = Literal["reconstruction_probability", "likelihood_ratio", "free_energy",
+                    "aggregate_free_energy"]
 
 
 class ModelInfo(_Model):

@@ -15,6 +15,9 @@ SCORE_TEXT = {
                         "ratio against a local-smoothness reference (nats)",
     "free_energy": "-log reconstruction probability + KL(q(z|x) || p(z)), the latent code's "
                    "atypicality added (nats)",
+    "aggregate_free_energy": "-log reconstruction probability + w x (how atypical the latent "
+                             "code is among the normal training rows' codes), w matching the "
+                             "two terms' spreads (nats of the first)",
 }
 
 

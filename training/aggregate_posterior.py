@@ -1,0 +1,135 @@
+"""How atypical a row's latent code is among the codes of the normal rows the model was fitted
+on: the latent term of the tabular score (the ``aggregate_free_energy`` score kind).
+
+The ``free_energy`` score adds KL(q(z|x) || p(z)) to -log RP(x): how far x's posterior lies
+from the prior N(0, I). But the codes of normal rows do not fill the prior; they form the
+*aggregate posterior* q(z) = (1/N) sum_i q(z | x_i), with holes and clusters of its own, and an
+anomaly whose code lands in a hole of q(z) looks normal to a prior that is broad there. This
+module measures x against q(z) instead, as a kernel density over the fitted rows' codes:
+
+    D(x) = -log (1/N) sum_i N(mu(x); mu_i, sigma_i^2 + s^2) - H(q(z|x))   (nats)
+
+with (mu_i, sigma_i^2) the posteriors of up to ``latent_codes`` fitted rows (a seeded
+subset), s^2 the fitted rows' mean posterior variance per latent dimension (each kernel widened
+by the spread a code typically has, where the exact KL bound would use x's own sigma^2: the
+same AUROC on ODDS, 0.9175 vs 0.9182, and a (B, N) matrix product instead of a (B, N, d_z)
+tensor) and H(q(z|x)) = sum log sigma + d_z/2 log(2 pi e), the posterior's entropy, so that a
+sharp posterior in a sparse region costs more than a broad one.
+
+The score is -log RP(x) + w D(x) with w = IQR(-log RP) / IQR(D) over the fitted rows (each row's
+D without its own kernel): the two terms measure different things on scales that differ by
+table (D features against d_z latent dimensions), and w gives each the same weight, in the
+reconstruction term's units. Decided from normal rows alone. On the eleven ODDS tables
+(benchmarks/README.md, "The latent code against the normal rows' codes") the mean test AUROC
+rose 0.906 -> 0.917 (seeds 0-2) and 0.899 -> 0.910 (seeds 3-5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.vae import VAE
+
+#: Fitted rows whose D(x) sets the weight; more add nothing to an IQR but (rows x codes) work.
+STATS_ROWS = 8192
+#: Rows per encoder pass and per (rows, codes) block while fitting.
+_CHUNK = 4096
+
+
+class AggregatePosterior(nn.Module):
+    """mu, log sigma (B, d_z) of q(z|x) -> w D(x) (B,), see the module docstring.
+
+    One (B, 2 d_z) @ (2 d_z, N) product: log N(mu; m_i, v_i) summed over dimensions is
+    mu^2 . (-1/(2 v_i)) + mu . (m_i / v_i) + c_i, with c_i holding the rest and -log N."""
+
+    quad_lin: torch.Tensor  # (2 d_z, N)
+    const: torch.Tensor  # (N,)
+    weight: torch.Tensor  # ()
+
+    def __init__(self, codes: torch.Tensor, variances: torch.Tensor, weight: float) -> None:
+        super().__init__()
+        n, d = codes.shape  # (N, d_z) each
+        v = variances.double()
+        m = codes.double()
+        self.register_buffer("quad_lin", torch.cat([-0.5 / v, m / v], dim=1).T.float()
+                             .contiguous())
+        const = -0.5 * (m * m / v + torch.log(2 * math.pi * v)).sum(1) - math.log(n)
+        self.register_buffer("const", const.float())
+        self.register_buffer("weight", torch.tensor(float(weight)))
+        self.latent_dim = d
+        self.entropy_const = 0.5 * d * math.log(2 * math.pi * math.e)
+
+    def divergence(self, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+        """D(x) (B,) in nats, unweighted."""
+        log_k = torch.cat([mu * mu, mu], dim=1) @ self.quad_lin + self.const  # (B, N)
+        entropy = log_sigma.sum(-1) + self.entropy_const  # (B,)
+        return -torch.logsumexp(log_k, dim=1) - entropy
+
+    def forward(self, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+        return self.weight * self.divergence(mu, log_sigma)
+
+    def describe(self) -> dict[str, float | int]:
+        return {"codes": int(self.const.shape[0]), "weight": float(self.weight)}
+
+
+@torch.no_grad()
+def posteriors(model: VAE, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """mu, log sigma (N, d_z) of q(z|x) for rows ``x`` (N, D), on the CPU."""
+    model = model.eval()
+    device = next(model.parameters()).device
+    mus, log_sigmas = [], []
+    for start in range(0, x.shape[0], _CHUNK):
+        xb = torch.as_tensor(x[start:start + _CHUNK], dtype=torch.float32, device=device)
+        mu, logvar = model.encode(xb)
+        mus.append(mu.cpu())
+        log_sigmas.append(0.5 * logvar.cpu())
+    return torch.cat(mus), torch.cat(log_sigmas)
+
+
+def _iqr(values: np.ndarray) -> float:
+    q1, q3 = np.percentile(values[np.isfinite(values)], [25, 75]) if np.isfinite(
+        values).any() else (math.nan, math.nan)
+    return float(q3 - q1)
+
+
+@torch.no_grad()
+def fit_aggregate_posterior(model: VAE, x_fit: np.ndarray, rec_scores: np.ndarray,
+                            n_codes: int, seed: int) -> AggregatePosterior:
+    """The latent term for a model fitted on ``x_fit`` (N, D); ``rec_scores`` (N,) are those
+    rows' -log RP. Codes: up to ``n_codes`` rows, a subset drawn with ``seed``; the weight from
+    up to :data:`STATS_ROWS` rows, each row's D without its own kernel."""
+    n = x_fit.shape[0]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    codes_idx = order[:min(n_codes, n)]
+    stats_idx = order[:min(max(STATS_ROWS, len(codes_idx)), n)]  # codes first: they are in it
+    mu, log_sigma = posteriors(model, x_fit[stats_idx])  # (S, d_z)
+    var = torch.exp(2 * log_sigma.double())
+    widened = var[: len(codes_idx)] + var.mean(0)  # (N_codes, d_z)
+    prior = AggregatePosterior(mu[: len(codes_idx)], widened.float(), 1.0)
+    divergence = []
+    for start in range(0, len(stats_idx), _CHUNK):
+        stop = min(start + _CHUNK, len(stats_idx))
+        log_k = (torch.cat([mu[start:stop] ** 2, mu[start:stop]], dim=1).double()
+                 @ prior.quad_lin.double() + prior.const.double())  # (rows, N_codes)
+        own = torch.arange(start, stop)
+        is_code = own < len(codes_idx)  # this row's own kernel is among the codes: leave it out
+        log_k[is_code.nonzero().ravel(), own[is_code]] = -math.inf
+        n_other = len(codes_idx) - is_code.double()
+        log_k = log_k + math.log(len(codes_idx)) - torch.log(n_other.clamp(min=1.0))[:, None]
+        entropy = log_sigma[start:stop].double().sum(-1) + prior.entropy_const
+        divergence.append(-torch.logsumexp(log_k, dim=1) - entropy)
+    d = torch.cat(divergence).numpy()
+    iqr_d, iqr_r = _iqr(d), _iqr(np.asarray(rec_scores, dtype=np.float64)[stats_idx])
+    if len(codes_idx) < 2 or not math.isfinite(iqr_d) or iqr_d <= 1e-12:
+        weight = 0.0  # codes without spread carry no ranking
+    elif not math.isfinite(iqr_r) or iqr_r <= 1e-12:
+        weight = 1.0  # nothing to match: the terms in plain nats
+    else:
+        weight = iqr_r / iqr_d
+    prior.weight.fill_(weight)
+    return prior
