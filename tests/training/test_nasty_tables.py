@@ -104,11 +104,9 @@ def test_nasty_table_trains_and_detects(name: str, tmp_path: Path) -> None:
     scores = np.r_[scorer.score_rows(test_normal).scores, scorer.score_rows(test_anomalous).scores]
     labels = np.r_[np.zeros(300), np.ones(60)]
     assert np.all(np.isfinite(scores)) and np.isfinite(report.manifest.threshold.value)
-    # well above chance (0.5). With the default aggregate_free_energy score (since
-    # 2026-12-07) these five tables gave 0.74-0.89, with the earlier free_energy score
-    # 0.81-0.94: their planted anomalies break correlations, which the reconstruction term
-    # sees and the latent term, now weighted equally, dilutes (benchmarks/README.md)
-    assert auroc(scores, labels) > 0.7, auroc(scores, labels)
+    # well above chance (0.5): 0.81-0.94 with the default free_energy score; the opt-in
+    # --latent-codes 1024 gives 0.74-0.89 here (benchmarks/README.md)
+    assert auroc(scores, labels) > 0.75, auroc(scores, labels)
     ignored = report.manifest.input.ignored
     if name == "constant_duplicate_and_zeros":
         assert ignored == ["constant", "copy_of_big"]
