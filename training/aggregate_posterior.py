@@ -96,17 +96,21 @@ def _iqr(values: np.ndarray) -> float:
     return float(q3 - q1)
 
 
+def weight_rows(n: int, n_codes: int, seed: int) -> np.ndarray:
+    """Indices (into the n fitted rows) whose D(x) and -log RP set the weight, the codes'
+    rows first: a seeded permutation's first max(:data:`STATS_ROWS`, n_codes) rows."""
+    return np.random.default_rng(seed).permutation(n)[:min(max(STATS_ROWS, n_codes), n)]
+
+
 @torch.no_grad()
 def fit_aggregate_posterior(model: VAE, x_fit: np.ndarray, rec_scores: np.ndarray,
                             n_codes: int, seed: int) -> AggregatePosterior:
     """The latent term for a model fitted on ``x_fit`` (N, D); ``rec_scores`` (N,) are those
-    rows' -log RP. Codes: up to ``n_codes`` rows, a subset drawn with ``seed``; the weight from
-    up to :data:`STATS_ROWS` rows, each row's D without its own kernel."""
-    n = x_fit.shape[0]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    codes_idx = order[:min(n_codes, n)]
-    stats_idx = order[:min(max(STATS_ROWS, len(codes_idx)), n)]  # codes first: they are in it
+    rows' -log RP (needed at :func:`weight_rows` only). Codes: up to ``n_codes`` rows, a
+    subset drawn with ``seed``; the weight from the rows of :func:`weight_rows`, each row's D
+    without its own kernel."""
+    stats_idx = weight_rows(x_fit.shape[0], n_codes, seed)
+    codes_idx = stats_idx[:min(n_codes, len(stats_idx))]
     mu, log_sigma = posteriors(model, x_fit[stats_idx])  # (S, d_z)
     var = torch.exp(2 * log_sigma.double())
     widened = var[: len(codes_idx)] + var.mean(0)  # (N_codes, d_z)

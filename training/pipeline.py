@@ -37,7 +37,11 @@ from anomaly.errors import InputError
 from anomaly.inference.frame import frame_columns, is_frame
 from anomaly.inference.noise import DEFAULT_SEED
 from anomaly.preprocessing import TabularPreprocessor
-from training.aggregate_posterior import STATS_ROWS, AggregatePosterior, fit_aggregate_posterior
+from training.aggregate_posterior import (
+    AggregatePosterior,
+    fit_aggregate_posterior,
+    weight_rows,
+)
 from training.bundle_graphs import (
     export_for_bundle,
     score_rows,
@@ -195,8 +199,8 @@ def _fit_one(x_fit: np.ndarray, x_val: np.ndarray, likelihood: Likelihood,
     prior = None
     if kl and config.latent_codes > 0:
         # the weight needs the fitted rows' -log RP: scored as the graph will, without the
-        # latent term (the rows the weight is taken from, at most STATS_ROWS of them)
-        rows = np.random.default_rng(config.seed).permutation(x_fit.shape[0])[:STATS_ROWS]
+        # latent term, on the rows the weight is taken from
+        rows = weight_rows(x_fit.shape[0], config.latent_codes, config.seed)
         rec = np.full(x_fit.shape[0], np.nan)
         rec[rows] = score_unexported(result.model, None, x_fit[rows],
                                      dataclasses.replace(config, precision="fp32"))[0]
