@@ -111,6 +111,33 @@ def test_score_only_graph_has_no_per_feature_work() -> None:
     assert len(score.graph.node) < len(full.graph.node)
 
 
+def test_pruned_score_graph_is_the_score_only_export() -> None:
+    """The bundle's score graph, pruned from the full one, has the nodes a separate
+    score-only export has and gives the same scores bit for bit."""
+    from collections import Counter
+
+    import onnx
+
+    from training.export import SCORE_OUTPUT_NAMES, prune_to_outputs
+    from training.scoring_graph import ScoringGraph
+
+    vae, _ = _case("mixed")
+    graphs = export_graphs(vae, kl=True)
+    alone = export_module(ScoringGraph(vae.eval(), kl=True).eval(), 12, 3,
+                          SCORE_OUTPUT_NAMES, "score only")
+    ops = [Counter(n.op_type for n in onnx.load_from_string(g).graph.node)
+           for g in (graphs.score, alone)]
+    assert ops[0] == ops[1]
+    rng = np.random.default_rng(4)
+    feed = {"x": _mixed_x(rng, 64), "eps": rng.normal(size=(7, 64, 3)).astype(np.float32)}
+    pruned, separate = (ort.InferenceSession(g, providers=["CPUExecutionProvider"]).run(
+        None, feed) for g in (graphs.score, alone))
+    np.testing.assert_array_equal(pruned[0], separate[0])
+    np.testing.assert_array_equal(pruned[1], separate[1])
+    with pytest.raises(ValueError, match="no outputs"):
+        prune_to_outputs(onnx.load_from_string(graphs.full), ["nope"], "")
+
+
 def test_extreme_scale_outputs_stay_exact() -> None:
     """softplus(t) for t far above the exp cap (80) is t, as the plain graph had it."""
     vae, _ = _case("mlp_gaussian")
