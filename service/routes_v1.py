@@ -293,14 +293,9 @@ def _csv_x(prep: TabularPreprocessor, body: bytes, limit: int, ignore_unknown: b
     the same Arrow encoder), so a CSV row scores the same posted or in a file."""
     import pyarrow as pa
 
+    from anomaly.batch.dialect import cr_only, to_utf8
     from anomaly.batch.formats import header_is_data
-    from anomaly.batch.sources import (
-        check_unique_names,
-        cr_only,
-        csv_header_names,
-        read_csv_text,
-        to_utf8,
-    )
+    from anomaly.batch.sources import check_unique_names, csv_header_names, read_csv_text
 
     if not body.strip():
         raise InputError("the CSV body is empty; send a header row and at least one row")

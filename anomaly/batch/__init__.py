@@ -4,9 +4,10 @@ chunk by chunk through a bundle into a CSV/Parquet output, resumable, on either 
 Output columns: the id (``--id-column``, else ``row``; the relative ``path`` for images; plus
 ``file`` when a glob matched several files), ``score``, ``p_value``, ``is_anomaly``, then
 ``topK_column``/``topK_score`` with ``explain``. Rows that cannot be scored go to
-``<out>.rejects.csv`` with the reason. Modules: ``sources`` (reading), ``plan`` (the resolved
-job), ``chunks`` (one chunk in, one result table out), ``sink`` (the output files),
-``checkpoint`` (resume state), ``engines`` (local, Ray).
+``<out>.rejects.csv`` with the reason. Modules: ``sources`` (which files; reading one whole),
+``stream`` (a table file in fixed-size chunks), ``plan`` (the resolved job), ``chunks`` (one
+chunk in, one result table out), ``sink`` (the output files), ``checkpoint`` (resume state),
+``engines`` (local, Ray).
 """
 
 from __future__ import annotations

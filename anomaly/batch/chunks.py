@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from anomaly._fs import atomic_write
 from anomaly.batch.sink import INDEX_COL, PATH_COL, ResultLayout
-from anomaly.batch.sources import FILE_COL, REJECT_COL, ROW_COL
+from anomaly.batch.stream import FILE_COL, REJECT_COL, ROW_COL
 from anomaly.errors import InputError
 from anomaly.inference import Scorer, ScoreResult
 from anomaly.preprocessing import ImagePreprocessor, TabularPreprocessor
@@ -63,7 +63,7 @@ def result_columns(scorer: Scorer, result: ScoreResult, explain: int,
 
 def prepare_table_chunk(prep: TabularPreprocessor, raw: pa.Table, layout: ResultLayout,
                         from_csv: bool) -> pa.Table:
-    """A raw chunk from :func:`anomaly.batch.sources.iter_table_chunks` -> prepared table."""
+    """A raw chunk from :func:`anomaly.batch.stream.iter_table_chunks` -> prepared table."""
     x, reasons = prep.encode_arrow(raw, from_csv, raw.column(REJECT_COL).to_pylist())
     fields = [raw.column(FILE_COL), raw.column(ROW_COL)]
     names = [FILE_COL, ROW_COL]

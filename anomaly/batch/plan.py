@@ -20,14 +20,8 @@ from anomaly.batch.chunks import prepare_image_chunk, prepare_table_chunk
 from anomaly.batch.formats import header_is_data
 from anomaly.batch.options import IMAGE_CHUNK_ROWS, TABLE_CHUNK_ROWS, ScoreOptions
 from anomaly.batch.sink import ResultLayout
-from anomaly.batch.sources import (
-    check_unique_names,
-    expand_table_inputs,
-    is_csv,
-    iter_image_files,
-    iter_table_chunks,
-    table_column_names,
-)
+from anomaly.batch.sources import check_unique_names, expand_table_inputs, is_csv, iter_image_files
+from anomaly.batch.stream import iter_table_chunks, table_column_names
 from anomaly.errors import InputError, listed, near_names
 from anomaly.inference import Scorer
 

@@ -29,7 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from anomaly._fs import AtomicFile, atomic_path
-from anomaly.batch.sources import FILE_COL, REJECT_COL, ROW_COL
+from anomaly.batch.stream import FILE_COL, REJECT_COL, ROW_COL
 from anomaly.errors import InputError
 
 INDEX_COL = "__index"  # int64: position of an image in the job's sorted image list

@@ -25,7 +25,8 @@ from anomaly import plots
 from anomaly._fs import atomic_write
 from anomaly.batch.options import TABLE_CHUNK_ROWS
 from anomaly.batch.sink import LABEL_COL
-from anomaly.batch.sources import ROW_COL, expand_table_inputs, is_csv, iter_table_chunks
+from anomaly.batch.sources import expand_table_inputs, is_csv
+from anomaly.batch.stream import ROW_COL, iter_table_chunks
 from anomaly.bundle import Bundle, load_bundle
 from anomaly.calibration import metrics
 from anomaly.errors import InputError

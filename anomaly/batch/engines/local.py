@@ -34,7 +34,7 @@ from anomaly.batch.sink import (
     rejects_path,
     write_results,
 )
-from anomaly.batch.sources import REJECT_COL, estimate_rows
+from anomaly.batch.stream import REJECT_COL, estimate_rows
 from anomaly.errors import InputError
 from anomaly.inference import Scorer, choose_providers
 from anomaly.progress import bar_options

@@ -55,7 +55,8 @@ from anomaly.batch.sink import (
     rejects_path,
     write_results,
 )
-from anomaly.batch.sources import REJECT_COL, is_csv, iter_table_chunks
+from anomaly.batch.sources import is_csv
+from anomaly.batch.stream import REJECT_COL, iter_table_chunks
 from anomaly.bundle import ImageInput, TabularInput
 from anomaly.errors import AnomalyError, MissingExtraError
 from anomaly.inference import Scorer

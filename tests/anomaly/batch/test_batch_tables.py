@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from anomaly.batch import ScoreOptions, score_path
-from anomaly.batch.sources import iter_table_chunks, read_table, table_columns
+from anomaly.batch.sources import read_table, table_columns
+from anomaly.batch.stream import iter_table_chunks
 from anomaly.errors import InputError
 from anomaly.inference import Scorer
 from tests.anomaly.batch.conftest import run_cli
@@ -250,9 +251,9 @@ def test_cli_summary_and_errors(sensors_bundle: Path, tmp_path: Path) -> None:
 
 def test_chunks_number_rows_across_blocks_and_malformed_lines(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import anomaly.batch.sources
+    import anomaly.batch.stream
 
-    monkeypatch.setattr(anomaly.batch.sources, "CSV_BLOCK_BYTES", 256)  # many parser blocks
+    monkeypatch.setattr(anomaly.batch.stream, "CSV_BLOCK_BYTES", 256)  # many parser blocks
     rng = np.random.default_rng(0)
     lines, bad = ["a,b,c"], set()
     for i in range(400):

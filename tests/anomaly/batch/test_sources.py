@@ -15,7 +15,9 @@ import pytest
 import anomaly.batch.dialect as dialect
 import anomaly.batch.formats as formats
 import anomaly.batch.sources as sources
-from anomaly.batch.sources import csv_header_names, iter_table_chunks
+import anomaly.batch.stream as stream
+from anomaly.batch.sources import csv_header_names
+from anomaly.batch.stream import iter_table_chunks
 from anomaly.errors import InputError
 
 PIECES = ["plain", "with,comma", 'say ""hi""', "two\nlines", "\n", "end\r\nwith crlf", '""',
@@ -37,7 +39,7 @@ def _csv(rng: np.random.Generator, rows: int) -> str:
 @pytest.mark.parametrize("block", [7, 16, 33, 64, 257])
 def test_quoted_newlines_survive_every_block_boundary(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int) -> None:
-    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", block)
+    monkeypatch.setattr(stream, "CSV_BLOCK_BYTES", block)
     rng = np.random.default_rng(block)
     src = tmp_path / "notes.csv"
     src.write_bytes(_csv(rng, 120).encode())
@@ -52,7 +54,7 @@ def test_quoted_newlines_survive_every_block_boundary(
 
 
 def test_a_record_longer_than_a_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 8)
+    monkeypatch.setattr(stream, "CSV_BLOCK_BYTES", 8)
     src = tmp_path / "long.csv"
     long = "x" * 100 + "\n" + "y" * 50
     src.write_text(f'a,b\n1,"{long}"\n2,short\n')
@@ -89,7 +91,7 @@ def test_every_reader_takes_the_sniffed_delimiter(tmp_path: Path, sep: str) -> N
         paths[name] = tmp_path / f"{name}.csv"
         paths[name].write_text(s.join(["id", "x", "colour"]) + "\n" +
                                "".join(s.join(map(str, r)) + "\n" for r in rows))
-    assert sources.table_column_names(paths["other"]) == ["id", "x", "colour"]
+    assert stream.table_column_names(paths["other"]) == ["id", "x", "colour"]
     assert sources.read_table(paths["other"]).equals(sources.read_table(paths["comma"]))
     chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["x", "colour"], chunk_rows=16))
               for p in (paths["comma"], paths["other"])]
@@ -153,7 +155,7 @@ def test_a_column_name_given_twice_is_refused_where_it_is_read(tmp_path: Path) -
     with pytest.raises(InputError, match=r"column name 'a' appears 2 times in .*twice.csv "
                                          r"\(columns 1, 3\) \(and 1 more name\(s\)\)"):
         sources.read_table(path)
-    names = sources.table_column_names(path)
+    names = stream.table_column_names(path)
     sources.check_unique_names(names, ["b"], "x")  # only b is read: nothing to refuse
     with pytest.raises(InputError, match="'note' appears 2 times in x"):
         sources.check_unique_names(names, ["b", "note"], "x")
@@ -220,7 +222,7 @@ def test_tables_in_other_formats_are_refused_with_how_to_convert(
     missing, both readers name the format and the conversion."""
     path = tmp_path / name
     path.write_bytes(content)
-    for read in (sources.read_table, sources.table_column_names):
+    for read in (sources.read_table, stream.table_column_names):
         with pytest.raises(InputError, match=re.escape(says.format(path=path))):
             read(path)
 
@@ -229,7 +231,7 @@ def test_a_header_that_starts_with_a_hash_is_a_header(tmp_path: Path) -> None:
     """'#CHROM<tab>POS' (bioinformatics exports) lines up with the rows: not a comment."""
     path = tmp_path / "calls.tsv"
     path.write_bytes(b"#chrom\tpos\n1\t100\n2\t200\n")
-    assert sources.table_column_names(path) == ["#chrom", "pos"]
+    assert stream.table_column_names(path) == ["#chrom", "pos"]
     assert sources.read_table(path).num_rows == 2
 
 
@@ -247,11 +249,11 @@ def test_a_compressed_csv_reads_as_the_plain_one_in_every_reader(tmp_path: Path)
     packed.write_bytes(gzip.compress(text.encode()))
     assert sources.read_table(packed).equals(sources.read_table(plain))
     assert sources.read_table(packed).schema.field("x").type == pa.float64()
-    assert sources.table_column_names(packed) == ["x", "y", "colour"]
+    assert stream.table_column_names(packed) == ["x", "y", "colour"]
     chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["x", "colour"], chunk_rows=16))
               for p in (plain, packed)]
     assert chunks[0].equals(chunks[1])
-    assert sources.estimate_rows(packed) == 0  # unknown: its size on disk says little
+    assert stream.estimate_rows(packed) == 0  # unknown: its size on disk says little
     assert sources.is_table_file(packed) and sources.is_table_file(tmp_path / "a.TSV")
     assert not sources.is_table_file(tmp_path / "notes.gz")
 
@@ -267,7 +269,7 @@ def test_utf16_and_cr_only_files_read_as_their_utf8_twin(
     """Arrow's reader took a CR-only file but batch scoring split records on LF only (the
     whole file one header: "no data rows"); UTF-16 was a parse error everywhere. Streamed in
     odd-sized blocks, a byte pair or a character cut by a block boundary decodes whole."""
-    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 333)
+    monkeypatch.setattr(stream, "CSV_BLOCK_BYTES", 333)
     text = "größe,city\n" + "".join(f"{i * 0.5},{['Zürich', 'Köln'][i % 2]}\n"
                                      for i in range(200))
     utf8, other = tmp_path / "utf8.csv", tmp_path / "other.csv"
@@ -275,7 +277,7 @@ def test_utf16_and_cr_only_files_read_as_their_utf8_twin(
     data = text.replace("\n", newline).encode(encoding)
     other.write_bytes(b"\xfe\xff" + data if encoding == "utf-16-be" else data)
     assert sources.read_table(other).equals(sources.read_table(utf8))
-    assert sources.table_column_names(other) == ["größe", "city"]
+    assert stream.table_column_names(other) == ["größe", "city"]
     chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["größe", "city"], chunk_rows=16))
               for p in (utf8, other)]
     assert chunks[0].equals(chunks[1]) and chunks[0].num_rows == 200
@@ -298,7 +300,7 @@ def test_a_windows_encoded_csv_reads_as_its_utf8_twin(tmp_path: Path, encoding: 
     assert dialect.sniff_encoding(b"a,\x81") == "latin-1"  # undefined in cp1252
     assert dialect.sniff_encoding("ö,".encode() + b"caf\xe9") == "utf-8"  # one stray byte
     assert sources.read_table(other).equals(sources.read_table(utf8))
-    assert sources.table_column_names(other) == ["größe", "city", "note"]
+    assert stream.table_column_names(other) == ["größe", "city", "note"]
     chunks = [pa.concat_tables(iter_table_chunks(p, 0, ["größe", "city"], chunk_rows=16))
               for p in (utf8, other)]
     assert chunks[0].equals(chunks[1])
