@@ -58,7 +58,7 @@ def normal_rows(name: str, data: Path) -> np.ndarray:
 
 
 def one_split(x: np.ndarray, seed: int, target: float, epochs: int,
-              train_fraction: float = 0.6, latent_codes: int = 0) -> dict[str, Any]:
+              train_fraction: float = 0.6, latent_codes: int | None = None) -> dict[str, Any]:
     from anomaly.calibration.threshold import observed_fpr_interval
     from anomaly.inference import Scorer
     from training import tabular_config, train_tabular
@@ -68,9 +68,9 @@ def one_split(x: np.ndarray, seed: int, target: float, epochs: int,
     train, test = x[perm[:cut]], x[perm[cut:]]
     cols = lambda a: {f"c{j}": a[:, j] for j in range(a.shape[1])}  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
+        chosen = {} if latent_codes is None else {"latent_codes": latent_codes}
         report = train_tabular(cols(train), Path(tmp) / "b", "cov", tabular_config(
-            target_fpr=target, epochs=epochs, seed=seed, latent_codes=latent_codes,
-            progress=False))
+            target_fpr=target, epochs=epochs, seed=seed, progress=False, **chosen))
         scores = Scorer(report.path).score_rows(cols(test)).scores
     t = report.manifest.threshold
     fpr = float(np.mean(scores > t.value))
@@ -90,13 +90,17 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--train-fraction", type=float, default=0.6,
                    help="share of the normal rows trained on (the rest test the FPR)")
-    p.add_argument("--latent-codes", type=int, default=0,
-                   help="the product's --latent-codes (0: its default score)")
+    p.add_argument("--latent-codes", type=int, default=None,
+                   help="the product's --latent-codes (default: the product's default)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "fpr_coverage.json")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(1)
+    from training.config import TrainConfig
+
+    latent_codes = (TrainConfig().latent_codes if args.latent_codes is None
+                    else args.latent_codes)
     started = time.perf_counter()
     results: dict[str, Any] = {}
     record: dict[str, Any] = {}
@@ -106,7 +110,7 @@ def main() -> None:
                        "cpu": cpu_model(), "command": " ".join(sys.argv),
                        "target_fpr": args.target_fpr, "splits": args.splits,
                        "train_fraction": args.train_fraction,
-                       "epochs": args.epochs, "latent_codes": args.latent_codes,
+                       "epochs": args.epochs, "latent_codes": latent_codes,
                        "seconds": round(time.perf_counter() - started, 1), "tables": results})
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=1) + "\n")

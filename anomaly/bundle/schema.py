@@ -125,7 +125,7 @@ InputSchema = Annotated[TabularInput | ImageInput, Field(discriminator="kind")]
 #: atypical x's latent code is under the prior;
 #: ``aggregate_free_energy``: -log RP(x) + w D(x), D how atypical x's code is among the codes
 #: of the normal rows the model was fitted on, w (in the manifest's ``model.config``) the
-#: ratio of the two terms' spreads over those rows (opt-in, ``--latent-codes``;
+#: ratio of the two terms' spreads over those rows (the tables' default, ``--latent-codes``;
 #: ``training/aggregate_posterior.py``).
 ScoreKind = Literal["reconstruction_probability", "likelihood_ratio", "free_energy",
                     "aggregate_free_energy"]

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy.special import logsumexp
+from scipy.special import gammaln, logsumexp
 
 from anomaly.calibration import auroc
 from anomaly.inference import Scorer
 from training.aggregate_posterior import (
+    KERNEL_DOF,
     AggregatePosterior,
     fit_aggregate_posterior,
     posteriors,
@@ -30,24 +31,40 @@ from training.vae import ReconstructionProbability, build_vae
 
 
 def _divergence(mu: np.ndarray, log_sigma: np.ndarray, codes: np.ndarray,
-                var: np.ndarray) -> np.ndarray:
-    """-log mean_i N(mu; codes_i, var_i) - H(N(mu, sigma^2)), written out, (B,)."""
-    diff = mu[:, None, :] - codes[None]  # (B, N, d)
-    log_k = -0.5 * (diff ** 2 / var[None] + np.log(2 * math.pi * var[None])).sum(-1)
+                var: np.ndarray, nu: float = KERNEL_DOF) -> np.ndarray:
+    """-log mean_i t_nu(mu; codes_i, var_i) - H(N(mu, sigma^2)), written out, (B,): the
+    multivariate Student-t density with diagonal scales var_i."""
+    d = mu.shape[1]
+    q = ((mu[:, None, :] - codes[None]) ** 2 / var[None]).sum(-1)  # (B, N)
+    log_k = (gammaln((nu + d) / 2) - gammaln(nu / 2) - 0.5 * d * math.log(nu * math.pi)
+             - 0.5 * np.log(var).sum(-1)[None] - 0.5 * (nu + d) * np.log1p(q / nu))
     entropy = log_sigma.sum(-1) + 0.5 * mu.shape[1] * math.log(2 * math.pi * math.e)
     return -(logsumexp(log_k, axis=1) - math.log(codes.shape[0])) - entropy
 
 
-def test_divergence_is_the_kernel_density_formula() -> None:
+@pytest.mark.parametrize("nu", [1.0, KERNEL_DOF, 30.0])
+def test_divergence_is_the_kernel_density_formula(nu: float) -> None:
     rng = np.random.default_rng(0)
     codes, var = rng.normal(size=(50, 3)), rng.uniform(0.05, 2.0, size=(50, 3))
     mu, log_sigma = rng.normal(size=(7, 3)) * 2, rng.normal(size=(7, 3)) * 0.3
+    mu[0] = codes[4]  # on a code: q = 0 exactly, which the expanded product can miss
     prior = AggregatePosterior(torch.tensor(codes, dtype=torch.float32),
-                               torch.tensor(var, dtype=torch.float32), weight=2.5)
+                               torch.tensor(var, dtype=torch.float32), weight=2.5, dof=nu)
     got = prior(torch.tensor(mu, dtype=torch.float32),
                 torch.tensor(log_sigma, dtype=torch.float32)).numpy()
-    np.testing.assert_allclose(got, 2.5 * _divergence(mu, log_sigma, codes, var), rtol=1e-4,
-                               atol=1e-3)
+    np.testing.assert_allclose(got, 2.5 * _divergence(mu, log_sigma, codes, var, nu),
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_far_codes_cost_the_log_of_their_distance_not_its_square() -> None:
+    """A code 10x and 100x farther from the only fitted code than the kernel's scale: the
+    Gaussian kernel's -log density grows 100-fold, the t kernel's by (nu + d)/2 log(100)."""
+    prior = AggregatePosterior(torch.zeros(1, 2), torch.ones(1, 2), weight=1.0)
+    mu = torch.tensor([[10.0, 0.0], [100.0, 0.0]])
+    d = prior.divergence(mu, torch.zeros(2, 2)).numpy()
+    assert d[1] - d[0] == pytest.approx(0.5 * (KERNEL_DOF + 2) * math.log(
+        (1 + 1e4 / KERNEL_DOF) / (1 + 1e2 / KERNEL_DOF)), rel=1e-4)
+    assert d[1] - d[0] < 25  # a Gaussian kernel: 0.5 (100^2 - 10^2) = 4950 nats
 
 
 def _model(d_in: int = 5, latent: int = 3) -> torch.nn.Module:
