@@ -104,9 +104,10 @@ def test_nasty_table_trains_and_detects(name: str, tmp_path: Path) -> None:
     scores = np.r_[scorer.score_rows(test_normal).scores, scorer.score_rows(test_anomalous).scores]
     labels = np.r_[np.zeros(300), np.ones(60)]
     assert np.all(np.isfinite(scores)) and np.isfinite(report.manifest.threshold.value)
-    # well above chance (0.5): 0.76-0.88 with the default aggregate_free_energy score (Student-t
-    # kernels), 0.81-0.94 with --latent-codes 0 (free_energy; benchmarks/README.md)
-    assert auroc(scores, labels) > 0.75, auroc(scores, labels)
+    # well above chance (0.5). Measured (AMD EPYC, 2026-12-08): 0.761-0.882 with the default
+    # aggregate_free_energy score, 0.805-0.942 with --latent-codes 0 (free_energy); the floor
+    # leaves room for another CPU's float rounding to train a slightly different model
+    assert auroc(scores, labels) > 0.72, auroc(scores, labels)
     ignored = report.manifest.input.ignored
     if name == "constant_duplicate_and_zeros":
         assert ignored == ["constant", "copy_of_big"]
