@@ -172,6 +172,19 @@ def test_demo_quick(tmp_path: Path) -> None:
         assert page.count('<img src="data:image/png;base64,') == (11 if name == "digits" else 5)
 
 
+@pytest.mark.slow
+def test_demo_fpr_lies_inside_the_interval_it_reports(tmp_path: Path) -> None:
+    """``make demo`` as shipped (not --quick): each calibrated threshold's test FPR is inside
+    the 95% interval printed beside it (issue 15; 2026-12-08: 0.0225 in 0-0.0337 and 0.0025 in
+    0-0.0322)."""
+    proc = run("demo", "--out", tmp_path / "demo", "--quiet")
+    found = re.findall(r"calibrated threshold .* FPR ([0-9.]+) \(95% expected on \d+ normal "
+                       r"rows: ([0-9.]+)-([0-9.]+)\)", proc.stdout)
+    assert len(found) == 2, proc.stdout
+    for fpr, lo, hi in found:
+        assert float(lo) <= float(fpr) <= float(hi), (fpr, lo, hi)
+
+
 def test_every_subcommand_help_renders() -> None:
     """``anomaly <cmd> --help`` must print help, not a traceback (argparse %-formats help
     strings, so a stray '%' in one breaks only that command's help)."""
