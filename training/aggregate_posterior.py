@@ -1,5 +1,6 @@
 """How atypical a row's latent code is among the codes of the normal rows the model was fitted
-on: the latent term of the ``aggregate_free_energy`` tabular score, the default (``--latent-codes``).
+on: the latent term of the ``aggregate_free_energy`` tabular score, the default
+(``--latent-codes``).
 
 The ``free_energy`` score adds KL(q(z|x) || p(z)) to -log RP(x): how far x's posterior lies
 from the prior N(0, I). But the codes of normal rows do not fill the prior; they form the
