@@ -74,10 +74,10 @@ class TrainConfig:
         "still scores the real value), so one extreme value cannot overflow it", metavar="C"))
     score_kl: bool = field(default=True, metadata=_flag(
         "tables: add how atypical the row's latent code is to the score (see --latent-codes)"))
-    #: 1,024 by default (2026-12-08): the ODDS mean AUROC 0.906 -> 0.918 against the
+    #: 1,024 by default (2026-12-08): the ODDS mean AUROC 0.906 -> 0.919 against the
     #: free_energy score; with Student-t kernels make demo's breast-cancer FPR stays inside
-    #: its interval (training/aggregate_posterior.py); the synthetic nasty tables lose
-    #: 0.02-0.08 (benchmarks/README.md, "The latent code against the normal rows' codes")
+    #: its interval (training/aggregate_posterior.py); the synthetic nasty tables lose up to
+    #: 0.06, 0.03 on average (benchmarks/README.md, "Student-t kernels")
     latent_codes: int = field(default=1024, metadata=_flag(
         "tables, with --score-kl: measure the row's code against the codes of up to N "
         "fitted rows (aggregate_free_energy score); 0: against N(0, I), "

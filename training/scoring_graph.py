@@ -7,8 +7,10 @@ work per call, all of it decided once at export:
 * **Score only** (``explain=False``): no per-feature log-likelihood, no log-sum-exp over
   (L, B, D), no reconstruction: the score needs only each draw's log-likelihood summed over
   features, (L, B). onnxruntime does not prune outputs a caller does not fetch, so the bundle
-  holds this graph beside the full one (``explain=True``), whose ``score`` is computed by
-  the very same nodes.
+  holds a score-only graph beside the full one (``explain=True``): the full graph pruned to
+  its ``score`` and ``log_weights`` (:func:`training.export.prune_to_outputs`), the same
+  nodes this variant exports to. The variant itself scores cross-fitting's fold models in
+  torch (:func:`training.bundle_graphs.score_unexported`).
 * **Heads split by feature kind.** The decoder's last layer becomes one head per kind
   (Gaussian mean, Gaussian scale, Bernoulli logits, categorical logits) with its rows in a
   kind-sorted feature order, so no (L, B, D) slice or concat is ever made; the scale head
