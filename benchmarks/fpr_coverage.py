@@ -58,7 +58,7 @@ def normal_rows(name: str, data: Path) -> np.ndarray:
 
 
 def one_split(x: np.ndarray, seed: int, target: float, epochs: int,
-              train_fraction: float = 0.6, latent_codes: int | None = None) -> dict[str, Any]:
+              train_fraction: float = 0.6, *, latent_codes: int) -> dict[str, Any]:
     from anomaly.calibration.threshold import observed_fpr_interval
     from anomaly.inference import Scorer
     from training import tabular_config, train_tabular
@@ -68,9 +68,9 @@ def one_split(x: np.ndarray, seed: int, target: float, epochs: int,
     train, test = x[perm[:cut]], x[perm[cut:]]
     cols = lambda a: {f"c{j}": a[:, j] for j in range(a.shape[1])}  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
-        chosen = {} if latent_codes is None else {"latent_codes": latent_codes}
         report = train_tabular(cols(train), Path(tmp) / "b", "cov", tabular_config(
-            target_fpr=target, epochs=epochs, seed=seed, progress=False, **chosen))
+            target_fpr=target, epochs=epochs, seed=seed, latent_codes=latent_codes,
+            progress=False))
         scores = Scorer(report.path).score_rows(cols(test)).scores
     t = report.manifest.threshold
     fpr = float(np.mean(scores > t.value))
@@ -121,7 +121,7 @@ def main() -> None:
             continue
         x = normal_rows(table, args.data)
         runs = [one_split(x, seed, args.target_fpr, args.epochs, args.train_fraction,
-                          args.latent_codes) for seed in range(args.splits)]
+                          latent_codes=latent_codes) for seed in range(args.splits)]
         fprs = np.array([r["test_fpr"] for r in runs])
         results[table] = {"n_normal": len(x), "mean_test_fpr": float(fprs.mean()),
                           "coverage": float(np.mean([r["inside"] for r in runs])),
